@@ -190,6 +190,11 @@ public final class SafeTensorsWriter {
         return sum;
     }
 
+    /** Names of the tensors added so far, in insertion order. */
+    public List<String> names() {
+        return Collections.unmodifiableList(new ArrayList<>(tensors.keySet()));
+    }
+
     /** Writes all tensors to one safetensors file, replacing it atomically if it exists. */
     public void write(Path file) {
         writeFile(file.toAbsolutePath().normalize(), new ArrayList<>(tensors.values()), metadata);
@@ -200,9 +205,11 @@ public final class SafeTensorsWriter {
      * {@code model.safetensors.index.json} ({"metadata": {"total_size"}, "weight_map"}), as HF's
      * save_pretrained does. Tensors are taken in name order and packed greedily: a new shard
      * starts when the next tensor's bytes would push the current one past maxShardBytes, and a
-     * tensor larger than the limit gets a shard of its own. Always writes the index, even for one
-     * shard. Each file is written atomically and the index last; if anything fails, the shards
-     * already written by this call are deleted. Every shard carries the writer's metadata.
+     * tensor larger than the limit gets a shard of its own; the limit counts tensor bytes only, as
+     * HF's does. Always writes the index, even for one shard. Every file is first written in full
+     * to a temporary file; only then are they renamed into place, shards first and index last, so
+     * a failing source leaves the directory (and any earlier checkpoint in it) untouched. Every
+     * shard carries the writer's metadata.
      *
      * @return the shard paths in order
      */
@@ -230,35 +237,47 @@ public final class SafeTensorsWriter {
         }
         int n = shards.size();
         Map<String, String> weightMap = new TreeMap<>(SafeTensorsWriter::compareUtf8);
-        List<Path> written = new ArrayList<>();
-        boolean done = false;
+        List<Path> temps = new ArrayList<>();
+        List<Path> finals = new ArrayList<>();
         try {
-            for (int i = 0; i < n; i++) {
-                String shardName = shardFileName(i + 1, n);
-                Path shardPath = target.resolve(shardName);
-                writeFile(shardPath, shards.get(i), metadata);
-                written.add(shardPath);
-                for (Pending p : shards.get(i)) {
-                    weightMap.put(p.name, shardName);
+            try {
+                for (int i = 0; i < n; i++) {
+                    String shardName = shardFileName(i + 1, n);
+                    Path shardPath = target.resolve(shardName);
+                    try {
+                        temps.add(writeTemp(shardPath, shards.get(i), metadata));
+                    } catch (IOException e) {
+                        throw new IOException(shardName + ": " + e.getMessage(), e);
+                    }
+                    finals.add(shardPath);
+                    for (Pending p : shards.get(i)) {
+                        weightMap.put(p.name, shardName);
+                    }
+                }
+                ObjectNode root = SafeTensors.JSON.createObjectNode();
+                root.putObject("metadata").put("total_size", dataBytes());
+                ObjectNode wm = root.putObject("weight_map");
+                weightMap.forEach(wm::put);
+                byte[] json = SafeTensors.JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(root);
+                Path index = target.resolve(Checkpoint.INDEX_FILE);
+                temps.add(writeTemp(index, ch -> writeFully(ch, ByteBuffer.wrap(json))));
+                finals.add(index);
+            } catch (RuntimeException | IOException e) {
+                temps.forEach(SafeTensorsWriter::deleteQuietly);
+                throw e;
+            }
+            // Every byte is on disk before any existing file is replaced; the index goes last.
+            for (int i = 0; i < temps.size(); i++) {
+                try {
+                    rename(temps.get(i), finals.get(i));
+                } catch (IOException e) {
+                    temps.subList(i, temps.size()).forEach(SafeTensorsWriter::deleteQuietly);
+                    throw e;
                 }
             }
-            ObjectNode root = SafeTensors.JSON.createObjectNode();
-            root.putObject("metadata").put("total_size", dataBytes());
-            ObjectNode wm = root.putObject("weight_map");
-            weightMap.forEach(wm::put);
-            byte[] json = SafeTensors.JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(root);
-            Path index = target.resolve(Checkpoint.INDEX_FILE);
-            writeAtomically(index, ch -> writeFully(ch, ByteBuffer.wrap(json)));
-            done = true;
-            return List.copyOf(written);
+            return List.copyOf(finals.subList(0, n));
         } catch (IOException e) {
             throw new UncheckedIOException(target + ": cannot write sharded checkpoint: " + e.getMessage(), e);
-        } finally {
-            if (!done) {
-                for (Path p : written) {
-                    deleteQuietly(p);
-                }
-            }
         }
     }
 
@@ -270,27 +289,36 @@ public final class SafeTensorsWriter {
     // ---------------------------------------------------------------------------------------------
 
     private static void writeFile(Path file, List<Pending> list, Map<String, String> metadata) {
+        try {
+            rename(writeTemp(file, list, metadata), file);
+        } catch (IOException e) {
+            throw new UncheckedIOException(file + ": cannot write: " + e.getMessage(), e);
+        }
+    }
+
+    /** Writes one safetensors file's bytes to a temporary file next to file. */
+    private static Path writeTemp(Path file, List<Pending> list, Map<String, String> metadata) throws IOException {
         List<Pending> ordered = new ArrayList<>(list);
         ordered.sort(Comparator.comparingInt((Pending p) -> -alignmentRank(p.dtype))
                 .thenComparing(Pending::name, SafeTensorsWriter::compareUtf8));
         byte[] header = header(file, ordered, metadata);
-        try {
-            writeAtomically(file, ch -> {
-                ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
-                writeFully(ch, len);
-                writeFully(ch, ByteBuffer.wrap(header));
-                for (Pending p : ordered) {
-                    BoundedChannel bounded = new BoundedChannel(ch, file, p);
+        return writeTemp(file, ch -> {
+            ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
+            writeFully(ch, len);
+            writeFully(ch, ByteBuffer.wrap(header));
+            for (Pending p : ordered) {
+                BoundedChannel bounded = new BoundedChannel(ch, file, p);
+                try {
                     p.source.writeTo(bounded);
-                    if (bounded.written != p.byteSize) {
-                        throw new IllegalStateException(file + ": source of tensor '" + p.name + "' wrote "
-                                + bounded.written + " bytes, expected " + p.byteSize);
-                    }
+                } catch (IOException e) {
+                    throw new IOException("tensor '" + p.name + "': " + e.getMessage(), e);
                 }
-            });
-        } catch (IOException e) {
-            throw new UncheckedIOException(file + ": cannot write: " + e.getMessage(), e);
-        }
+                if (bounded.written != p.byteSize) {
+                    throw new IllegalStateException(file + ": source of tensor '" + p.name + "' wrote "
+                            + bounded.written + " bytes, expected " + p.byteSize);
+                }
+            }
+        });
     }
 
     @FunctionalInterface
@@ -298,26 +326,38 @@ public final class SafeTensorsWriter {
         void write(FileChannel ch) throws IOException;
     }
 
-    /** Writes through a temporary file in the same directory, then renames it over the target. */
-    private static void writeAtomically(Path file, Body body) throws IOException {
-        Path dir = file.getParent();
-        Path tmp = Files.createTempFile(dir, "." + file.getFileName() + ".", ".tmp");
-        boolean moved = false;
+    /**
+     * Writes body to a new temporary file in file's directory (so that the final rename stays on
+     * one filesystem) and forces it to disk; deletes it if anything fails.
+     */
+    private static Path writeTemp(Path file, Body body) throws IOException {
+        Path tmp = Files.createTempFile(file.getParent(), "." + file.getFileName() + ".", ".tmp");
+        boolean ok = false;
         try {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
                 body.write(ch);
                 ch.force(true);
             }
+            ok = true;
+            return tmp;
+        } finally {
+            if (!ok) {
+                deleteQuietly(tmp);
+            }
+        }
+    }
+
+    /** Replaces file by tmp, atomically where the filesystem allows it. */
+    private static void rename(Path tmp, Path file) throws IOException {
+        try {
             try {
                 Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             } catch (AtomicMoveNotSupportedException e) {
                 Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
             }
-            moved = true;
-        } finally {
-            if (!moved) {
-                deleteQuietly(tmp);
-            }
+        } catch (IOException e) {
+            deleteQuietly(tmp);
+            throw e;
         }
     }
 
@@ -560,8 +600,4 @@ public final class SafeTensorsWriter {
         }
     }
 
-    /** Names of the tensors added so far, in insertion order. */
-    public List<String> names() {
-        return Collections.unmodifiableList(new ArrayList<>(tensors.keySet()));
-    }
 }

@@ -96,7 +96,7 @@ class CheckpointTest {
     }
 
     @Test
-    void failingShardedWriteRemovesEveryShard() throws IOException {
+    void failingShardedWriteLeavesNothingBehind() throws IOException {
         SafeTensorsWriter w = new SafeTensorsWriter()
                 .addFloats("a", DType.F32, new long[] {4}, new float[4])
                 .addFloats("b", DType.F32, new long[] {4}, new float[4])
@@ -105,6 +105,34 @@ class CheckpointTest {
                 });
         assertThrows(IllegalStateException.class, () -> w.writeSharded(dir, 16));
         assertEquals(List.of(), listDir());
+    }
+
+    @Test
+    void failingShardedWriteKeepsTheEarlierCheckpoint() throws IOException {
+        SafeTensorsWriter good = new SafeTensorsWriter();
+        good.addFloats("a", DType.F32, new long[] {4}, new float[] {1, 2, 3, 4})
+                .addFloats("b", DType.F32, new long[] {4}, new float[] {5, 6, 7, 8});
+        good.writeSharded(dir, 16);
+        Map<Path, byte[]> before = new TreeMap<>();
+        for (Path p : listDir()) {
+            before.put(p, Files.readAllBytes(p));
+        }
+        // Same shard names (2 shards); the second shard's source fails after the first is complete.
+        SafeTensorsWriter bad = new SafeTensorsWriter()
+                .addFloats("a", DType.F32, new long[] {4}, new float[] {9, 9, 9, 9})
+                .add("b", DType.F32, new long[] {4}, ch -> {
+                    throw new IOException("read error");
+                });
+        java.io.UncheckedIOException err = assertThrows(java.io.UncheckedIOException.class, () -> bad.writeSharded(dir, 16));
+        assertTrue(err.getMessage().contains("model-00002-of-00002.safetensors") && err.getMessage().contains("'b'")
+                && err.getMessage().contains("read error"), err.getMessage());
+        assertEquals(new ArrayList<>(before.keySet()), listDir());
+        for (Map.Entry<Path, byte[]> e : before.entrySet()) {
+            assertArrayEquals(e.getValue(), Files.readAllBytes(e.getKey()), e.getKey().toString());
+        }
+        try (Checkpoint ck = Checkpoint.open(dir)) {
+            assertArrayEquals(new float[] {1, 2, 3, 4}, ck.get("a").toFloatArray());
+        }
     }
 
     private void writeShard(String name, String... tensors) {

@@ -262,7 +262,8 @@ class SafeTensorsWriterTest {
                     throw new IOException("disk on fire");
                 });
         UncheckedIOException e = assertThrows(UncheckedIOException.class, () -> w.write(out));
-        assertTrue(e.getMessage().contains(out.toString()) && e.getMessage().contains("disk on fire"), e.getMessage());
+        assertTrue(e.getMessage().contains(out.toString()) && e.getMessage().contains("'b'")
+                && e.getMessage().contains("disk on fire"), e.getMessage());
         assertEquals(List.of(), listDir());
     }
 
