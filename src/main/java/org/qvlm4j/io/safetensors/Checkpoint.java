@@ -1,7 +1,6 @@
 package org.qvlm4j.io.safetensors;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -17,6 +16,12 @@ import java.util.Set;
  * The tensors of a model directory, whether in one {@code model.safetensors} or sharded through
  * {@code model.safetensors.index.json} (HF's {"weight_map": {name: shard file}}). Shards are
  * mapped, not read; closing the checkpoint unmaps them all.
+ *
+ * <p>A sharded checkpoint must be consistent: every shard named in the index lies directly in the
+ * model directory (no "../" or absolute paths), exists, and holds the tensor the index assigns to
+ * it, and every tensor of an opened shard is listed in the index. The index's
+ * {@code metadata.total_size} is informational and not checked (HF counts shared storage once).
+ * {@link SafeTensorsWriter#writeSharded} writes this layout.
  */
 public final class Checkpoint implements AutoCloseable {
     public static final String SINGLE_FILE = "model.safetensors";
@@ -34,6 +39,9 @@ public final class Checkpoint implements AutoCloseable {
 
     /** Opens the checkpoint in a model directory (or a single .safetensors file). */
     public static Checkpoint open(Path dirOrFile) {
+        // Absolute, so that dir() is never null for a bare file name and the shard containment
+        // check below compares like with like.
+        dirOrFile = dirOrFile.toAbsolutePath().normalize();
         if (Files.isRegularFile(dirOrFile)) {
             SafeTensors st = SafeTensors.open(dirOrFile);
             return new Checkpoint(dirOrFile.getParent(), List.of(st), st.tensors());
@@ -51,13 +59,14 @@ public final class Checkpoint implements AutoCloseable {
     }
 
     private static Checkpoint openSharded(Path dir, Path index) {
-        JsonNode root;
+        byte[] bytes;
         try {
-            root = new ObjectMapper().readTree(index.toFile());
+            bytes = Files.readAllBytes(index);
         } catch (IOException e) {
-            throw new SafeTensorsException(index + ": not valid JSON: " + e.getMessage(), e);
+            throw new SafeTensorsException(index + ": cannot read: " + e.getMessage(), e);
         }
-        JsonNode map = root == null ? null : root.get("weight_map");
+        JsonNode root = SafeTensors.parseJson(index, "index", bytes);
+        JsonNode map = root.get("weight_map");
         if (map == null || !map.isObject()) {
             throw new SafeTensorsException(index + ": missing object 'weight_map'");
         }
@@ -67,16 +76,25 @@ public final class Checkpoint implements AutoCloseable {
         try {
             for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
                 Map.Entry<String, JsonNode> e = it.next();
+                if (!e.getValue().isTextual()) {
+                    throw new SafeTensorsException(index + ": weight_map." + e.getKey()
+                            + " must be a shard file name, got " + e.getValue());
+                }
                 String shardName = e.getValue().asText();
                 Path shardPath = dir.resolve(shardName).normalize();
-                if (!shardPath.startsWith(dir.normalize()) || !Files.isRegularFile(shardPath)) {
+                if (!dir.equals(shardPath.getParent())) {
                     throw new SafeTensorsException(index + ": weight_map." + e.getKey() + " names shard '"
-                            + shardName + "', which is not a file in " + dir);
+                            + shardName + "', which is not directly inside " + dir);
                 }
-                SafeTensors st = shards.get(shardName);
+                if (!Files.isRegularFile(shardPath)) {
+                    throw new SafeTensorsException(index + ": weight_map." + e.getKey() + " names shard '"
+                            + shardName + "', which does not exist in " + dir);
+                }
+                String shardKey = shardPath.getFileName().toString();
+                SafeTensors st = shards.get(shardKey);
                 if (st == null) {
                     st = SafeTensors.open(shardPath);
-                    shards.put(shardName, st);
+                    shards.put(shardKey, st);
                     opened.add(st);
                 }
                 if (!st.contains(e.getKey())) {

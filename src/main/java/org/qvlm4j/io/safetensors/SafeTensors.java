@@ -1,12 +1,21 @@
 package org.qvlm4j.io.safetensors;
 
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.StreamReadConstraints;
+import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.core.exc.StreamReadException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -24,22 +33,39 @@ import java.util.Set;
 import org.qvlm4j.kernels.DType;
 
 /**
- * Reader of the safetensors format: an 8-byte little-endian header length, a JSON header mapping
- * each tensor name to {dtype, shape, data_offsets}, then the data block. Files are memory-mapped
- * (any size, including past 2 GiB) and tensors are slices of the mapping.
+ * Reader of the safetensors format (huggingface/safetensors): an 8-byte little-endian header
+ * length N, N bytes of UTF-8 JSON mapping each tensor name to {dtype, shape, data_offsets} plus an
+ * optional {@code __metadata__} string map, then the data block. Files are memory-mapped (any
+ * size, including past 2 GiB) and tensors are slices of the mapping; nothing is copied.
  *
- * <p>Validation follows the format's rules: the header length is capped at 100 MB and must fit the
- * file, the header is a JSON object, every dtype is known, shape x dtype size equals the byte
- * length, and the tensors' byte ranges tile the data block exactly (sorted, contiguous, no gaps,
- * no overlap, ending at the end of the file). Every failure is a {@link SafeTensorsException}
- * naming the file and the offending key.
+ * <p>Rules enforced, as the Rust crate does: N at most {@link #MAX_HEADER_BYTES} and within the
+ * file; the header is strict UTF-8, starts with '{', is one JSON object with no repeated key and
+ * nothing after it; every dtype is known; shape entries are non-negative integers whose product
+ * (and product with the dtype size) fits 64 bits; end - begin of data_offsets equals that byte
+ * size; and the byte ranges, sorted, tile the data block exactly from 0 to the end of the file
+ * (no gap, no overlap, no trailing bytes). Empty tensors (a 0 in the shape, begin == end) and
+ * scalars (shape []) are valid. Every failure is a {@link SafeTensorsException} naming the file
+ * and the offending key and value. Dtypes outside {@link DType} (F8, U16..U64, sub-byte floats)
+ * are rejected as unknown.
  */
 public final class SafeTensors implements AutoCloseable {
 
     /** The format's cap on the JSON header size. */
-    public static final long MAX_HEADER_BYTES = 100L * 1024 * 1024;
+    public static final long MAX_HEADER_BYTES = 100_000_000L;
 
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /**
+     * Strict JSON: a repeated key is an error (Jackson would otherwise keep the last silently,
+     * while the Rust crate rejects the file), trailing tokens after the object are an error, and
+     * strings may be as long as the header itself.
+     */
+    static final ObjectMapper JSON = JsonMapper.builder(JsonFactory.builder()
+                    .streamReadConstraints(StreamReadConstraints.builder()
+                            .maxStringLength((int) MAX_HEADER_BYTES)
+                            .build())
+                    .build())
+            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+            .build();
 
     private final Path file;
     private final Arena arena;
@@ -77,24 +103,28 @@ public final class SafeTensors implements AutoCloseable {
         } catch (IOException e) {
             throw new SafeTensorsException(file + ": cannot read: " + e.getMessage(), e);
         }
+        // The length is an unsigned u64: a value with the top bit set reads as negative here.
         long headerLen = all.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
-        if (headerLen < 2 || headerLen > MAX_HEADER_BYTES) {
-            throw new SafeTensorsException(file + ": header length " + headerLen
-                    + " is outside [2, " + MAX_HEADER_BYTES + "]");
+        if (headerLen < 0 || headerLen > MAX_HEADER_BYTES) {
+            throw new SafeTensorsException(file + ": header length " + Long.toUnsignedString(headerLen)
+                    + " exceeds the format's cap of " + MAX_HEADER_BYTES + " bytes");
         }
-        if (8 + headerLen > fileSize) {
-            throw new SafeTensorsException(file + ": header length " + headerLen + " exceeds the file size "
-                    + fileSize + " (truncated file?)");
+        if (headerLen > fileSize - 8) {
+            throw new SafeTensorsException(file + ": header length " + headerLen + " exceeds the "
+                    + (fileSize - 8) + " bytes that follow it in a file of " + fileSize + " bytes (truncated file?)");
+        }
+        if (headerLen < 2) {
+            throw new SafeTensorsException(file + ": header length " + headerLen
+                    + " is too small for a JSON object (at least 2)");
         }
         byte[] headerBytes = all.asSlice(8, headerLen).toArray(ValueLayout.JAVA_BYTE);
-        JsonNode header;
-        try {
-            header = JSON.readTree(new String(headerBytes, StandardCharsets.UTF_8));
-        } catch (IOException e) {
-            throw new SafeTensorsException(file + ": header is not valid JSON: " + e.getMessage(), e);
+        if (headerBytes[0] != '{') {
+            throw new SafeTensorsException(file + ": header must start with '{', found byte 0x"
+                    + String.format("%02x", headerBytes[0] & 0xFF));
         }
-        if (header == null || !header.isObject()) {
-            throw new SafeTensorsException(file + ": header must be a JSON object");
+        JsonNode header = parseJson(file, "header", headerBytes);
+        if (!header.isObject()) {
+            throw new SafeTensorsException(file + ": header must be a JSON object, got " + header.getNodeType());
         }
         long dataStart = 8 + headerLen;
         long dataSize = fileSize - dataStart;
@@ -140,21 +170,26 @@ public final class SafeTensors implements AutoCloseable {
             long numel = 1;
             for (int i = 0; i < shape.length; i++) {
                 JsonNode d = sh.get(i);
-                if (!d.canConvertToLong() || !d.isIntegralNumber() || d.asLong() < 0) {
+                if (!d.isIntegralNumber() || !d.canConvertToLong() || d.asLong() < 0) {
                     throw new SafeTensorsException(file + ": tensor '" + key + "' shape " + sh
-                            + " must hold non-negative integers");
+                            + " must hold non-negative 64-bit integers, dimension " + i + " is " + d);
                 }
                 shape[i] = d.asLong();
                 try {
                     numel = Math.multiplyExact(numel, shape[i]);
                 } catch (ArithmeticException e) {
-                    throw new SafeTensorsException(file + ": tensor '" + key + "' shape " + sh + " overflows");
+                    throw new SafeTensorsException(file + ": tensor '" + key + "' shape " + sh
+                            + ": element count overflows 64 bits");
                 }
             }
             if (off == null || !off.isArray() || off.size() != 2 || !off.get(0).isIntegralNumber()
                     || !off.get(1).isIntegralNumber()) {
                 throw new SafeTensorsException(file + ": tensor '" + key
                         + "' needs 'data_offsets' as [begin, end] integers, got " + off);
+            }
+            if (!off.get(0).canConvertToLong() || !off.get(1).canConvertToLong()) {
+                throw new SafeTensorsException(file + ": tensor '" + key + "' data_offsets " + off
+                        + " exceed the 64-bit range");
             }
             long begin = off.get(0).asLong();
             long end = off.get(1).asLong();
@@ -166,7 +201,8 @@ public final class SafeTensors implements AutoCloseable {
             try {
                 expected = Math.multiplyExact(numel, (long) dtype.bytes);
             } catch (ArithmeticException e) {
-                throw new SafeTensorsException(file + ": tensor '" + key + "' byte size overflows");
+                throw new SafeTensorsException(file + ": tensor '" + key + "' " + dtype + " shape " + sh
+                        + ": byte size overflows 64 bits");
             }
             if (end - begin != expected) {
                 throw new SafeTensorsException(file + ": tensor '" + key + "' " + dtype + " shape "
@@ -199,6 +235,42 @@ public final class SafeTensors implements AutoCloseable {
             byName.put(e.name(), e);
         }
         return new SafeTensors(file, arena, Collections.unmodifiableMap(byName), Collections.unmodifiableMap(metadata));
+    }
+
+    /** Decodes strict UTF-8 and parses one JSON document; what names the document in messages. */
+    static JsonNode parseJson(Path file, String what, byte[] bytes) {
+        String text;
+        try {
+            text = StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(ByteBuffer.wrap(bytes))
+                    .toString();
+        } catch (CharacterCodingException e) {
+            throw new SafeTensorsException(file + ": " + what + " is not valid UTF-8: " + e.getMessage(), e);
+        }
+        JsonNode node;
+        try {
+            node = JSON.readTree(text);
+        } catch (StreamReadException e) {
+            String msg = e.getOriginalMessage();
+            if (msg != null && msg.startsWith("Duplicate field")) {
+                throw new SafeTensorsException(file + ": " + what + " has a duplicate key: " + msg
+                        + " at " + location(e), e);
+            }
+            throw new SafeTensorsException(file + ": " + what + " is not valid JSON: " + msg + " at " + location(e), e);
+        } catch (IOException e) {
+            throw new SafeTensorsException(file + ": " + what + " is not valid JSON: " + e.getMessage(), e);
+        }
+        if (node == null || node.isMissingNode()) {
+            throw new SafeTensorsException(file + ": " + what + " is empty, expected a JSON object");
+        }
+        return node;
+    }
+
+    private static String location(StreamReadException e) {
+        return e.getLocation() == null ? "unknown position"
+                : "line " + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr();
     }
 
     public Path file() {

@@ -10,7 +10,8 @@ import org.qvlm4j.kernels.WeightMatrix;
 
 /**
  * One tensor of a safetensors file: its name, dtype, shape and the bytes it occupies, as a slice
- * of the file's mapping (nothing is copied until a caller asks for floats).
+ * of the file's mapping (nothing is copied until a caller asks for floats). Element access takes
+ * long indices, so tensors past 2 GiB are read in place.
  */
 public record TensorEntry(String name, DType dtype, long[] shape, MemorySegment data, Path file) {
 
@@ -65,14 +66,31 @@ public record TensorEntry(String name, DType dtype, long[] shape, MemorySegment 
 
     /** All elements decoded to a new float array (the tensor must have fewer than 2^31 elements). */
     public float[] toFloatArray() {
-        int n = Math.toIntExact(numel());
-        float[] out = new float[n];
+        long n = numel();
+        if (n > Integer.MAX_VALUE - 8) {
+            throw new SafeTensorsException(file + ": tensor '" + name + "' has " + n
+                    + " elements, too many for one array; read it with readFloats(start, count)");
+        }
+        return readFloats(0, (int) n);
+    }
+
+    /**
+     * Elements [start, start + count) in flat row-major order decoded to floats: the way to read
+     * part of a tensor of any size, including past 2^31 elements or bytes.
+     */
+    public float[] readFloats(long start, int count) {
+        long n = numel();
+        if (start < 0 || count < 0 || start > n - count) {
+            throw new IndexOutOfBoundsException(file + ": tensor '" + name + "' has " + n
+                    + " elements, cannot read " + count + " from " + start);
+        }
+        float[] out = new float[count];
         if (dtype == DType.F32) {
-            MemorySegment.copy(data, F32_LE, 0, out, 0, n);
+            MemorySegment.copy(data, F32_LE, start * 4, out, 0, count);
             return out;
         }
-        for (int i = 0; i < n; i++) {
-            out[i] = (float) getDouble(i);
+        for (int i = 0; i < count; i++) {
+            out[i] = (float) getDouble(start + i);
         }
         return out;
     }
