@@ -4,7 +4,10 @@ Layout follows llama / llava-hf tokenizer.json: <unk>, <s>, </s> at 0..2, byte-f
 <0x00>..<0xFF> at 3..258, then the base characters of the corpus, then one piece per merge in
 merge order, then the added special token <image>. Training is plain sentencepiece-style BPE on
 words prefixed with U+2581 (most frequent pair first, ties broken by the pair's first appearance),
-deterministic. Run: python3 make_tiny_llama.py (writes next to this file).
+deterministic. Also writes tiny-llama-metaspace/tokenizer.json: the same model in the newer
+layout (transformers' non-legacy llama conversion): no normalizer, a Metaspace pre-tokenizer with
+prepend_scheme "first", so text right after an added token gets no leading U+2581.
+Run: python3 make_tiny_llama.py (writes next to this file).
 """
 import json, os, collections
 
@@ -111,6 +114,12 @@ def main():
     }
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "tiny-llama", "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    tok["normalizer"] = None
+    tok["pre_tokenizer"] = {"type": "Metaspace", "replacement": SP, "prepend_scheme": "first", "split": False}
+    os.makedirs(os.path.join(here, "tiny-llama-metaspace"), exist_ok=True)
+    with open(os.path.join(here, "tiny-llama-metaspace", "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(tok, f, ensure_ascii=False, indent=1)
         f.write("\n")
     print(len(vocab), "pieces,", len(merges), "merges, <image> =", image_id)

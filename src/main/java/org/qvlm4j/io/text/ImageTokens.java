@@ -18,6 +18,10 @@ import java.util.List;
  * the tokenizer has no {@code <image>} token; the prompt is split on the string, each chunk is
  * tokenized on its own, and {@link #LLAVA_IMAGE_TOKEN_INDEX} (-200) is inserted between chunks.
  * {@link #tokenizeSplitting} reproduces that; {@link #expand} accepts -200 as the placeholder too.
+ * With a legacy llama tokenizer.json (Prepend normalizer: every text segment gets a leading ▁) both
+ * paths give the same ids up to the placeholder value. With the newer Metaspace layout
+ * ({@code prepend_scheme: "first"}) text right after an added {@code <image>} gets no ▁, while the
+ * splitting path still adds one per chunk, as LLaVA's legacy slow tokenizer did.
  */
 public final class ImageTokens {
     /** {@code IMAGE_TOKEN_INDEX} of the original LLaVA code: a negative id no embedding row has. */

@@ -35,8 +35,9 @@ import java.util.regex.Pattern;
  * </ul>
  *
  * <p>DJL's native library ships inside the tokenizers jar; on first use it is copied to
- * {@code $ENGINE_CACHE_DIR/tokenizers/<version>-<platform>/} (default {@code ~/.djl.ai/tokenizers/})
- * and loaded from there, so no network is needed. Loading sets {@code ai.djl.offline=true} unless
+ * {@code <cache>/tokenizers/<tokenizers version>-<djl version>-cpu-<platform>/libtokenizers.so}
+ * and loaded from there, so no network is needed. {@code <cache>} is {@code ENGINE_CACHE_DIR}
+ * (environment or system property), else {@code DJL_CACHE_DIR}, else {@code ~/.djl.ai}. Loading sets {@code ai.djl.offline=true} unless
  * the user already chose (property or {@code DJL_OFFLINE}), which stops DJL's usage ping.
  *
  * <p>Leaves out: pairs, batches, chat templates in Jinja (see {@link PromptTemplate}), slow
