@@ -120,6 +120,44 @@ class OpsTest {
         TestArrays.assertClose(get("rope_llama.out"), x, TOL, "rope_llama");
     }
 
+    /**
+     * Grouped-query causal attention large enough to run heads in parallel, against the float64
+     * test reference; then the last rows again as a query block at an offset, as in a decode step.
+     */
+    @Test
+    void parallelGroupedQueryAttentionAndQueryOffset() {
+        int T = 40;
+        int H = 8;
+        int KV = 2;
+        int Hd = 16;
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(5);
+        float[] q = TestCheckpoints.random(rnd, T * H * Hd, 1.0);
+        float[] k = TestCheckpoints.random(rnd, T * KV * Hd, 1.0);
+        float[] v = TestCheckpoints.random(rnd, T * KV * Hd, 1.0);
+        float[] out = new float[T * H * Hd];
+        Attention.forward(q, k, v, out, new float[H * T], T, T, 0, H, KV, Hd, true);
+        double[][] expected = ReferenceLlava.attention(rows(q, T), rows(k, T), rows(v, T), H, KV, Hd, true);
+        TestArrays.assertClose(ReferenceLlava.flatten(expected), out, TOL, "parallel GQA attention");
+
+        int tail = 8;
+        int pos0 = T - tail;
+        float[] qTail = java.util.Arrays.copyOfRange(q, pos0 * H * Hd, T * H * Hd);
+        float[] outTail = new float[tail * H * Hd];
+        Attention.forward(qTail, k, v, outTail, new float[H * T], tail, T, pos0, H, KV, Hd, true);
+        TestArrays.assertClose(java.util.Arrays.copyOfRange(out, pos0 * H * Hd, T * H * Hd), outTail, 0, "offset block");
+    }
+
+    static double[][] rows(float[] x, int T) {
+        int cols = x.length / T;
+        double[][] r = new double[T][cols];
+        for (int t = 0; t < T; t++) {
+            for (int c = 0; c < cols; c++) {
+                r[t][c] = x[t * cols + c];
+            }
+        }
+        return r;
+    }
+
     /** (H, T, Hd) to (T, H*Hd). */
     static float[] headsToTokens(float[] x, int H, int T, int Hd) {
         float[] out = new float[x.length];
