@@ -1,0 +1,72 @@
+package org.qvlm4j.model;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.qvlm4j.io.config.LlamaTextConfig;
+import org.qvlm4j.kernels.WeightMatrix;
+
+/**
+ * The LLaMA language model with its head (HF LlamaModel + lm_head): token embeddings, decoder
+ * layers, the final RMSNorm and the vocabulary projection. The embedding table stays in the
+ * checkpoint; a lookup decodes one row. With tied embeddings lm_head reads the same table.
+ * Rope scaling and sliding windows are left out.
+ */
+public final class LlamaModel {
+    private final LlamaTextConfig cfg;
+    private final WeightMatrix embedTokens; // (V, D)
+    private final List<LlamaDecoderLayer> layers = new ArrayList<>();
+    private final float[] norm; // (D)
+    final Linear lmHead; // (V, D)
+    private final float[] invFreq; // (Hd/2)
+
+    LlamaModel(LlavaWeights w, LlamaTextConfig cfg, boolean tied) {
+        this.cfg = cfg;
+        embedTokens = w.matrix("llm.embed_tokens.weight");
+        for (int i = 0; i < cfg.numHiddenLayers(); i++) {
+            layers.add(new LlamaDecoderLayer(w, cfg, i));
+        }
+        norm = w.vector("llm.norm.weight");
+        lmHead = tied ? new Linear("lm_head", embedTokens, null) : w.linear("lm_head");
+        invFreq = Ops.ropeInverseFrequencies(cfg.headDim(), cfg.ropeTheta());
+    }
+
+    public LlamaTextConfig config() {
+        return cfg;
+    }
+
+    public List<LlamaDecoderLayer> layers() {
+        return layers;
+    }
+
+    /** Writes the embedding of token id into dst[off .. off + D). */
+    void embed(int id, float[] dst, int off) {
+        if (id < 0 || id >= cfg.vocabSize()) {
+            throw new IllegalArgumentException("token id " + id + " is outside the vocabulary 0 .. " + (cfg.vocabSize() - 1));
+        }
+        embedTokens.row(id, dst, off);
+    }
+
+    /**
+     * Runs the decoder on input embeddings h (T, D) of positions cache.length() .. +T-1 and leaves
+     * the final-normed hidden states in h.
+     */
+    void forward(float[] h, int T, KvCache cache, LlamaScratch s, ActivationTap tap) {
+        cache.checkRoom(T);
+        int pos0 = cache.length();
+        s.ensure(T, pos0 + T);
+        int half = cfg.headDim() / 2;
+        for (int t = 0; t < T; t++) {
+            Ops.ropeAngles(invFreq, pos0 + t, s.cos, s.sin, t * half);
+        }
+        for (LlamaDecoderLayer layer : layers) {
+            layer.forward(h, T, pos0, cache, s, tap);
+        }
+        cache.advance(T);
+        Ops.rmsNorm(h, h, T, cfg.hiddenSize(), norm, cfg.rmsNormEps());
+    }
+
+    /** logits (T, V) = lm_head(hidden (T, D)). */
+    void logits(float[] hidden, int T, float[] out, ActivationTap tap) {
+        lmHead.forward(hidden, T, out, tap);
+    }
+}
