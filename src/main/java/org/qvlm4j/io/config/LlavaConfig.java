@@ -65,6 +65,9 @@ public record LlavaConfig(
     /** Reads {@code config.json} from a model directory, or a config file given directly. */
     public static LlavaConfig load(Path dirOrFile) {
         Path file = Files.isDirectory(dirOrFile) ? dirOrFile.resolve(FILE_NAME) : dirOrFile;
+        if (!Files.isRegularFile(file)) {
+            throw new IllegalArgumentException(file + ": no such file (expected the model's " + FILE_NAME + ")");
+        }
         String text;
         try {
             text = Files.readString(file);
