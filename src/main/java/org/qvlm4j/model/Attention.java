@@ -1,6 +1,7 @@
 package org.qvlm4j.model;
 
 import java.util.stream.IntStream;
+import org.qvlm4j.kernels.VectorMath;
 
 /**
  * Scaled dot-product attention over row-major per-token head vectors, as HF's eager attention:
@@ -44,11 +45,7 @@ final class Attention {
             int n = causal ? pos0 + t + 1 : S;
             for (int s = 0; s < n; s++) {
                 int kOff = s * kvStride + kvh * Hd;
-                float dot = 0;
-                for (int d = 0; d < Hd; d++) {
-                    dot += q[qOff + d] * k[kOff + d];
-                }
-                scores[sOff + s] = dot * scale;
+                scores[sOff + s] = VectorMath.dot(q, qOff, k, kOff, Hd) * scale;
             }
             Ops.softmax(scores, sOff, n);
             int oOff = t * qStride + h * Hd;
@@ -57,10 +54,7 @@ final class Attention {
             }
             for (int s = 0; s < n; s++) {
                 float p = scores[sOff + s];
-                int vOff = s * kvStride + kvh * Hd;
-                for (int d = 0; d < Hd; d++) {
-                    out[oOff + d] += p * v[vOff + d];
-                }
+                VectorMath.axpy(p, v, s * kvStride + kvh * Hd, out, oOff, Hd);
             }
         }
     }
