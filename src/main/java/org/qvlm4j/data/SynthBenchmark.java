@@ -48,7 +48,7 @@ public final class SynthBenchmark {
     /** Manifest with the options that produced the directory. */
     public static final String MANIFEST_FILE = "synth.json";
     /** Smallest picture the object sizes fit in. */
-    public static final int MIN_IMAGE_SIZE = 32;
+    public static final int MIN_IMAGE_SIZE = 48;
     public static final int MAX_IMAGE_SIZE = 1024;
     /** Scene placements tried before a problem is declared impossible (never reached with these counts). */
     static final int SCENE_ATTEMPTS = 200;

@@ -3,7 +3,6 @@ package org.qvlm4j.data;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -14,7 +13,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
@@ -26,6 +24,8 @@ import javax.imageio.ImageIO;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.qvlm4j.data.SynthBenchmark.Modality;
 import org.qvlm4j.data.SynthBenchmark.Sample;
 import org.qvlm4j.data.SynthBenchmark.Subject;
@@ -224,15 +224,20 @@ class SynthBenchmarkTest {
         }
     }
 
-    @Test
-    void largerPicturesScaleTheScene() {
-        SynthBenchmark g = new SynthBenchmark(SEED, 128);
-        for (int i = 0; i < 40; i++) {
+    @ParameterizedTest
+    @ValueSource(ints = {48, 128})
+    void otherPictureSizesScaleTheSceneAndKeepAnswersRight(int size) {
+        SynthBenchmark g = new SynthBenchmark(SEED, size);
+        for (int i = 0; i < 60; i++) {
             Sample s = g.sample("test", i, "x");
             assertEquals(AnswerOracle.solve(s.problem(), s.scene()), s.problem().answerText());
             if (s.scene() != null) {
-                assertEquals(128, SceneRenderer.render(s.scene(), false).getWidth());
-                assertTrue(s.scene().objects().stream().allMatch(o -> o.r() >= 8));
+                BufferedImage clean = SceneRenderer.render(s.scene(), true);
+                assertEquals(size, clean.getWidth());
+                assertTrue(s.scene().objects().stream().allMatch(o -> o.r() >= Math.round(4 * size / 64.0)));
+                for (Scene.Colour c : Scene.Colour.values()) {
+                    assertEquals(s.scene().withColour(c).size(), components(clean, c.rgb).size());
+                }
             }
         }
     }
