@@ -92,6 +92,18 @@ public record ScienceQaProblem(String pid, String question, List<String> choices
         return gradeNumber() <= 6 ? GradeBand.G1_6 : GradeBand.G7_12;
     }
 
+    /**
+     * The columns of the ScienceQA accuracy table this problem counts in, e.g. [NAT, TXT, IMG, G1-6]:
+     * its subject group, each of its contexts, its grade band.
+     */
+    public List<String> tableColumns() {
+        List<String> cols = new java.util.ArrayList<>();
+        cols.add(subjectGroup().name());
+        contexts().forEach(c -> cols.add(c.name()));
+        cols.add(gradeBand() == GradeBand.G1_6 ? "G1-6" : "G7-12");
+        return cols;
+    }
+
     static int parseGrade(String grade) {
         if (grade != null && grade.startsWith("grade")) {
             try {

@@ -18,6 +18,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
 import java.util.function.Predicate;
+import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
 /**
@@ -52,6 +53,8 @@ public final class SynthBenchmark {
     public static final int MAX_IMAGE_SIZE = 1024;
     /** Scene placements tried before a problem is declared impossible (never reached with these counts). */
     static final int SCENE_ATTEMPTS = 200;
+    /** Problems drawn and encoded in parallel before they are written in order. */
+    static final int BATCH = 256;
     /** Minimum distance in pixels (at 64 px) between the extreme square and the runner-up on a map. */
     static final int MAP_MARGIN = 4;
 
@@ -168,19 +171,28 @@ public final class SynthBenchmark {
         int index = 0;
         for (Map.Entry<String, Integer> split : o.splits().entrySet()) {
             List<String> pids = new ArrayList<>(split.getValue());
-            for (int i = 0; i < split.getValue(); i++, index++) {
-                String pid = Integer.toString(index + 1);
-                Sample s = gen.sample(split.getKey(), index, pid);
-                if (s.scene() != null) {
-                    Path imgDir = Files.createDirectories(dir.resolve(ScienceQaDataset.IMAGES_DIR).resolve(pid));
-                    Files.write(imgDir.resolve(IMAGE_FILE), SceneRenderer.png(SceneRenderer.render(s.scene(), false)));
-                }
-                problems.add(s.problem());
-                pids.add(pid);
-                if (progress != null) {
-                    progress.update(index + 1, o.total());
+            for (int start = 0; start < split.getValue(); start += BATCH) {
+                // Problems are independent functions of their index, so a batch is drawn and encoded in
+                // parallel and written in order: the bytes do not depend on the thread count.
+                int first = index + start;
+                List<Rendered> batch = IntStream.range(first, first + Math.min(BATCH, split.getValue() - start))
+                        .parallel()
+                        .mapToObj(i -> gen.rendered(split.getKey(), i))
+                        .toList();
+                for (Rendered r : batch) {
+                    String pid = r.sample().problem().pid();
+                    if (r.png() != null) {
+                        Path imgDir = Files.createDirectories(dir.resolve(ScienceQaDataset.IMAGES_DIR).resolve(pid));
+                        Files.write(imgDir.resolve(IMAGE_FILE), r.png());
+                    }
+                    problems.add(r.sample().problem());
+                    pids.add(pid);
+                    if (progress != null) {
+                        progress.update(problems.size(), o.total());
+                    }
                 }
             }
+            index += split.getValue();
             splits.put(split.getKey(), pids);
         }
         ScienceQaDataset.writeJson(dir, problems, splits);
@@ -194,6 +206,14 @@ public final class SynthBenchmark {
         m.put("train", o.train());
         m.put("val", o.val());
         Files.write(dir.resolve(MANIFEST_FILE), ScienceQaDataset.toBytes(m));
+    }
+
+    private record Rendered(Sample sample, byte[] png) {
+    }
+
+    private Rendered rendered(String split, int index) {
+        Sample s = sample(split, index, Integer.toString(index + 1));
+        return new Rendered(s, s.scene() == null ? null : SceneRenderer.png(SceneRenderer.render(s.scene(), false)));
     }
 
     private static void deleteTree(Path p) {

@@ -123,6 +123,9 @@ class ScienceQaDatasetTest {
         assertEquals(EnumSet.of(Context.TXT, Context.IMG), p7.contexts());
         assertEquals(SubjectGroup.NAT, p7.subjectGroup());
         assertEquals(8, p7.gradeNumber());
+        assertEquals(List.of("NAT", "TXT", "IMG", "G7-12"), p7.tableColumns());
+        assertEquals(List.of("LAN", "NO", "G7-12"), p1.tableColumns());
+        assertEquals(List.of("SOC", "IMG", "G1-6"), p5.tableColumns());
     }
 
     @Test
