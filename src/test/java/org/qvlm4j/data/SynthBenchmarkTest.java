@@ -1,0 +1,429 @@
+package org.qvlm4j.data;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.stream.Stream;
+import javax.imageio.ImageIO;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.qvlm4j.data.SynthBenchmark.Modality;
+import org.qvlm4j.data.SynthBenchmark.Sample;
+import org.qvlm4j.data.SynthBenchmark.Subject;
+
+class SynthBenchmarkTest {
+
+    private static final long SEED = 20240607L;
+    private static final int N = 600;
+    private static final int SIZE = 64;
+    /** Bounding boxes of drawn blobs may differ from the scene's box by one pixel (polygon edge rule). */
+    private static final int BOX_TOLERANCE = 1;
+    /** Chi-square bound for answer positions at 4 degrees of freedom (p about 0.001). */
+    private static final double CHI2_BOUND_4DF = 18.5;
+
+    private static List<Sample> samples;
+
+    @BeforeAll
+    static void generate() {
+        SynthBenchmark g = new SynthBenchmark(SEED, SIZE);
+        samples = new ArrayList<>();
+        for (int i = 0; i < N; i++) {
+            samples.add(g.sample("train", i, Integer.toString(i + 1)));
+        }
+    }
+
+    @Test
+    void everySubjectContextGradeCellIsPopulated() {
+        Map<String, Integer> cells = new TreeMap<>();
+        for (Sample s : samples) {
+            ScienceQaProblem p = s.problem();
+            String ctx = p.hasText() && p.hasImage() ? "BOTH" : p.contexts().iterator().next().name();
+            cells.merge(p.subjectGroup() + "/" + ctx + "/" + p.gradeBand(), 1, Integer::sum);
+            // The labels agree with what the sample was drawn as.
+            assertEquals(s.modality() == Modality.IMAGE || s.modality() == Modality.BOTH, p.hasImage());
+            assertEquals(s.modality() == Modality.TEXT || s.modality() == Modality.BOTH, p.hasText());
+            assertEquals(s.hard(), p.gradeBand() == ScienceQaProblem.GradeBand.G7_12);
+            assertEquals(s.subject().label, p.subject());
+        }
+        assertEquals(3 * 4 * 2, cells.size(), cells.toString());
+        for (int count : cells.values()) {
+            assertTrue(count >= 10, cells.toString());
+        }
+    }
+
+    @Test
+    void choicesAreDistinctCountTwoToFiveAndAnswerPositionIsUniform() {
+        Map<Integer, int[]> byK = new TreeMap<>();
+        for (Sample s : samples) {
+            ScienceQaProblem p = s.problem();
+            int k = p.choices().size();
+            assertTrue(k >= 2 && k <= 5, p.toString());
+            assertEquals(k, new HashSet<>(p.choices()).size(), () -> "duplicate choice: " + p);
+            assertTrue(p.answer() >= 0 && p.answer() < k);
+            for (String c : p.choices()) {
+                assertFalse(c.isBlank(), p.toString());
+            }
+            byK.computeIfAbsent(k, x -> new int[x])[p.answer()]++;
+        }
+        assertEquals(Set.of(2, 3, 4, 5), byK.keySet());
+        int[] all = new int[5];
+        for (int[] counts : byK.values()) {
+            for (int i = 0; i < counts.length; i++) {
+                all[i] += counts[i];
+            }
+        }
+        // Positions among problems with five choices: chi-square against uniform.
+        int[] five = byK.get(5);
+        double total = java.util.Arrays.stream(five).sum();
+        double chi2 = 0;
+        for (int c : five) {
+            chi2 += (c - total / 5) * (c - total / 5) / (total / 5);
+        }
+        assertTrue(total >= 50 && chi2 < CHI2_BOUND_4DF, "five-choice answer positions " + java.util.Arrays.toString(five));
+        // Every position is used, and no position takes more than its fair share by a wide margin.
+        for (int i = 0; i < 5; i++) {
+            assertTrue(all[i] > 0);
+        }
+        assertTrue(all[0] < 0.5 * N && all[1] < 0.5 * N, java.util.Arrays.toString(all));
+    }
+
+    @Test
+    void answersAreRecomputedFromSceneAndHintByAnIndependentSolver() {
+        Map<String, Integer> solvedByTemplate = new TreeMap<>();
+        for (Sample s : samples) {
+            ScienceQaProblem p = s.problem();
+            String expected = AnswerOracle.solve(p, s.scene());
+            assertNotNull(expected, () -> "solver cannot answer " + s.template() + ": " + p);
+            assertEquals(expected, p.answerText(), () -> s.template() + ": " + p + " scene " + s.scene());
+            solvedByTemplate.merge(s.template(), 1, Integer::sum);
+        }
+        // Every family contributes: nothing is answered by a fallback.
+        assertTrue(solvedByTemplate.size() >= 30, solvedByTemplate.toString());
+    }
+
+    @Test
+    void hintOnlyQuestionsNameTheirAnswerOrItsOperandsInTheHint() {
+        int checked = 0;
+        for (Sample s : samples) {
+            ScienceQaProblem p = s.problem();
+            if (s.modality() != Modality.TEXT) {
+                continue;
+            }
+            checked++;
+            if (p.answerText().matches("\\d+")) {
+                // Numeric answers are differences of two numbers that both appear in the hint.
+                var numbers = java.util.regex.Pattern.compile("\\d+").matcher(p.hint()).results()
+                        .map(r -> Integer.parseInt(r.group())).toList();
+                int a = Integer.parseInt(p.answerText());
+                assertTrue(numbers.stream().anyMatch(x -> numbers.contains(x - a)), p.toString());
+            } else {
+                assertTrue(p.hint().contains(p.answerText()), p.toString());
+            }
+        }
+        assertTrue(checked > N / 20);
+    }
+
+    @Test
+    void noContextQuestionsHaveNeitherHintNorImage() {
+        for (Sample s : samples) {
+            if (s.modality() == Modality.NONE) {
+                assertTrue(s.problem().hint().isEmpty() && s.problem().image() == null && s.scene() == null);
+            } else if (s.modality() == Modality.IMAGE || s.modality() == Modality.BOTH) {
+                assertNotNull(s.scene());
+            }
+        }
+    }
+
+    @Test
+    void cleanRenderShowsExactlyTheSceneObjectsAsSeparateBlobs() {
+        int scenes = 0;
+        for (Sample s : samples) {
+            if (s.scene() == null || scenes >= 150) {
+                continue;
+            }
+            scenes++;
+            BufferedImage img = SceneRenderer.render(s.scene(), true);
+            for (Scene.Colour c : Scene.Colour.values()) {
+                List<int[]> blobs = components(img, c.rgb);
+                List<Scene.SceneObject> objs = s.scene().withColour(c);
+                assertEquals(objs.size(), blobs.size(), () -> s.template() + " colour " + c + " " + s.scene());
+                for (Scene.SceneObject o : objs) {
+                    assertTrue(blobs.stream().anyMatch(b -> Math.abs(b[0] - o.minX()) <= BOX_TOLERANCE
+                                    && Math.abs(b[1] - o.minY()) <= BOX_TOLERANCE
+                                    && Math.abs(b[2] - o.maxX()) <= BOX_TOLERANCE
+                                    && Math.abs(b[3] - o.maxY()) <= BOX_TOLERANCE),
+                            () -> "no blob with the box of " + o);
+                }
+            }
+        }
+        assertTrue(scenes >= 100);
+    }
+
+    @Test
+    void noisyRenderKeepsObjectColoursWithinNoiseAndAddsClutter() {
+        for (Sample s : samples.subList(0, 120)) {
+            if (s.scene() == null) {
+                continue;
+            }
+            BufferedImage img = SceneRenderer.render(s.scene(), false);
+            int amp = s.scene().noiseAmplitude();
+            for (Scene.SceneObject o : s.scene().objects()) {
+                int p = img.getRGB(o.cx(), o.cy());
+                for (int shift = 16; shift >= 0; shift -= 8) {
+                    int diff = Math.abs(((p >> shift) & 0xFF) - ((o.colour().rgb >> shift) & 0xFF));
+                    assertTrue(diff <= amp, () -> "pixel at centre of " + o + " is " + Integer.toHexString(p));
+                }
+            }
+            assertFalse(s.scene().marks().isEmpty());
+            // Noise: the clean and noisy renders differ at object pixels too.
+            BufferedImage clean = SceneRenderer.render(s.scene(), true);
+            Scene.SceneObject o = s.scene().objects().get(0);
+            boolean differs = false;
+            for (int y = o.cy() - 1; y <= o.cy() + 1; y++) {
+                for (int x = o.cx() - 1; x <= o.cx() + 1; x++) {
+                    differs |= clean.getRGB(x, y) != img.getRGB(x, y);
+                }
+            }
+            assertTrue(differs);
+        }
+    }
+
+    @Test
+    void forcedCellsProduceTheirCell() {
+        SynthBenchmark g = new SynthBenchmark(SEED, SIZE);
+        for (Subject subject : Subject.values()) {
+            for (Modality m : Modality.values()) {
+                for (boolean hard : new boolean[] {false, true}) {
+                    Sample s = g.sample("val", 5, "6", subject, m, hard);
+                    assertEquals(subject.label, s.problem().subject());
+                    assertEquals(m == Modality.TEXT || m == Modality.BOTH, s.problem().hasText());
+                    assertEquals(m == Modality.IMAGE || m == Modality.BOTH, s.problem().hasImage());
+                    assertEquals(hard, s.problem().gradeNumber() >= 7);
+                    assertEquals("val", s.problem().split());
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {48, 128})
+    void otherPictureSizesScaleTheSceneAndKeepAnswersRight(int size) {
+        SynthBenchmark g = new SynthBenchmark(SEED, size);
+        for (int i = 0; i < 60; i++) {
+            Sample s = g.sample("test", i, "x");
+            assertEquals(AnswerOracle.solve(s.problem(), s.scene()), s.problem().answerText());
+            if (s.scene() != null) {
+                BufferedImage clean = SceneRenderer.render(s.scene(), true);
+                assertEquals(size, clean.getWidth());
+                assertTrue(s.scene().objects().stream().allMatch(o -> o.r() >= Math.round(4 * size / 64.0)));
+                for (Scene.Colour c : Scene.Colour.values()) {
+                    assertEquals(s.scene().withColour(c).size(), components(clean, c.rgb).size());
+                }
+            }
+        }
+    }
+
+    @Test
+    void vocabularyStaysSmallAndCoversEveryToken() {
+        List<ScienceQaProblem> ps = samples.stream().map(Sample::problem).toList();
+        List<String> vocab = SynthBenchmark.vocabulary(ps);
+        assertTrue(vocab.size() > 100 && vocab.size() < 600, "vocabulary size " + vocab.size());
+        Set<String> set = new HashSet<>(vocab);
+        for (ScienceQaProblem p : ps) {
+            for (String text : List.of(p.question(), p.hint(), String.join(" ", p.choices()))) {
+                assertTrue(set.containsAll(SynthBenchmark.tokenize(text)));
+            }
+        }
+        assertEquals(List.of("how", "many", "red", "circles", "?", "i", "see", "_", "_", "_", "."),
+                SynthBenchmark.tokenize("How many red circles? I see ___."));
+    }
+
+    @Test
+    void differentSeedsDrawDifferentProblemsFromTheSameFamilies() {
+        SynthBenchmark other = new SynthBenchmark(SEED + 1, SIZE);
+        int same = 0;
+        Map<String, Integer> a = new HashMap<>();
+        Map<String, Integer> b = new HashMap<>();
+        for (int i = 0; i < N; i++) {
+            Sample x = samples.get(i);
+            Sample y = other.sample("train", i, Integer.toString(i + 1));
+            if (x.problem().equals(y.problem())) {
+                same++;
+            }
+            a.merge(x.template(), 1, Integer::sum);
+            b.merge(y.template(), 1, Integer::sum);
+        }
+        assertTrue(same < N / 20, "identical problems across seeds: " + same);
+        assertEquals(a.keySet(), b.keySet());
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Writing
+
+    @TempDir
+    Path tmp;
+
+    private static final SynthBenchmark.Options SMALL = new SynthBenchmark.Options(SEED, 40, 8, 12, SIZE);
+
+    @Test
+    void sameSeedGivesIdenticalBytesAndDifferentSeedDifferentOnes() throws IOException {
+        Path a = tmp.resolve("a");
+        Path b = tmp.resolve("b");
+        Path c = tmp.resolve("c");
+        SynthBenchmark.write(a, SMALL, null);
+        SynthBenchmark.write(b, SMALL, null);
+        SynthBenchmark.write(c, new SynthBenchmark.Options(SEED + 7, 40, 8, 12, SIZE), null);
+        List<Path> files = listFiles(a);
+        assertEquals(files, listFiles(b));
+        assertTrue(files.size() > 20);
+        for (Path f : files) {
+            assertArrayEquals(Files.readAllBytes(a.resolve(f)), Files.readAllBytes(b.resolve(f)), f.toString());
+        }
+        assertFalse(java.util.Arrays.equals(Files.readAllBytes(a.resolve("problems.json")),
+                Files.readAllBytes(c.resolve("problems.json"))));
+        // pid_splits lists the same pids for equal sizes, so compare pictures too.
+        int differing = 0;
+        int common = 0;
+        for (Path f : files) {
+            if (f.toString().endsWith(".png") && Files.exists(c.resolve(f))) {
+                common++;
+                differing += java.util.Arrays.equals(Files.readAllBytes(a.resolve(f)), Files.readAllBytes(c.resolve(f))) ? 0 : 1;
+            }
+        }
+        assertTrue(common > 0 && differing == common);
+        assertTrue(Stream.of(tmp.toFile().list()).noneMatch(n -> n.contains(".tmp-")));
+    }
+
+    @Test
+    void writtenDirectoryLoadsAndMatchesTheSamples() throws IOException {
+        Path out = tmp.resolve("bench");
+        List<int[]> progress = new ArrayList<>();
+        SynthBenchmark.write(out, SMALL, (done, total) -> progress.add(new int[] {done, total}));
+        assertEquals(SMALL.total(), progress.size());
+        assertArrayEquals(new int[] {SMALL.total(), SMALL.total()}, progress.getLast());
+
+        ScienceQaDataset ds = ScienceQaDataset.load(out);
+        assertEquals(List.of("train", "val", "test"), ds.splitNames());
+        assertEquals(40, ds.split("train").size());
+        assertEquals(8, ds.split("val").size());
+        assertEquals(12, ds.split("test").size());
+        SynthBenchmark g = new SynthBenchmark(SEED, SIZE);
+        int index = 0;
+        for (String split : List.of("train", "val", "test")) {
+            for (ScienceQaProblem p : ds.split(split)) {
+                assertEquals(split, p.split());
+                Sample s = g.sample(split, index, Integer.toString(index + 1));
+                index++;
+                assertEquals(s.problem().pid(), p.pid());
+                assertEquals(s.problem().question(), p.question());
+                assertEquals(s.problem().choices(), p.choices());
+                assertEquals(s.problem().answer(), p.answer());
+                if (s.scene() == null) {
+                    assertNull(p.imagePath());
+                } else {
+                    assertEquals(out.resolve("images").resolve(p.pid()).resolve("image.png"), p.imagePath());
+                    BufferedImage read = ImageIO.read(p.imagePath().toFile());
+                    BufferedImage drawn = SceneRenderer.render(s.scene(), false);
+                    assertEquals(SIZE, read.getWidth());
+                    assertEquals(SIZE, read.getHeight());
+                    for (int y = 0; y < SIZE; y++) {
+                        for (int x = 0; x < SIZE; x++) {
+                            assertEquals(drawn.getRGB(x, y), read.getRGB(x, y));
+                        }
+                    }
+                }
+            }
+        }
+        List<String> vocab = Files.readAllLines(out.resolve(SynthBenchmark.VOCAB_FILE));
+        assertEquals(SynthBenchmark.vocabulary(ds.problems().values()), vocab);
+        String manifest = Files.readString(out.resolve(SynthBenchmark.MANIFEST_FILE));
+        assertTrue(manifest.contains("\"seed\" : " + SEED), manifest);
+    }
+
+    @Test
+    void refusesNonEmptyOutputAndAcceptsEmptyOne() throws IOException {
+        Path full = Files.createDirectories(tmp.resolve("full"));
+        Files.writeString(full.resolve("keep.txt"), "x");
+        Exception e = assertThrows(IllegalArgumentException.class,
+                () -> SynthBenchmark.write(full, SMALL, null));
+        assertTrue(e.getMessage().contains("full") && e.getMessage().contains("non-empty"), e.getMessage());
+        assertEquals(List.of("keep.txt"), List.of(full.toFile().list()));
+
+        Path empty = Files.createDirectories(tmp.resolve("empty"));
+        SynthBenchmark.write(empty, new SynthBenchmark.Options(1, 3, 0, 0, SIZE), null);
+        assertEquals(3, ScienceQaDataset.load(empty).problems().size());
+    }
+
+    @Test
+    void rejectsBadOptions() {
+        Exception e = assertThrows(IllegalArgumentException.class, () -> new SynthBenchmark.Options(1, -1, 0, 0, 64));
+        assertTrue(e.getMessage().contains("train") && e.getMessage().contains("-1"));
+        e = assertThrows(IllegalArgumentException.class, () -> new SynthBenchmark.Options(1, 1, 0, 0, 16));
+        assertTrue(e.getMessage().contains("image-size") && e.getMessage().contains("16"));
+        assertThrows(IllegalArgumentException.class, () -> new SynthBenchmark.Options(1, 0, 0, 0, 64));
+    }
+
+    private static List<Path> listFiles(Path dir) throws IOException {
+        try (Stream<Path> s = Files.walk(dir)) {
+            return s.filter(Files::isRegularFile).map(dir::relativize).sorted().toList();
+        }
+    }
+
+    /** 8-connected components of pixels with exactly this colour: boxes {minX, minY, maxX, maxY}. */
+    static List<int[]> components(BufferedImage img, int rgb) {
+        int w = img.getWidth();
+        int h = img.getHeight();
+        boolean[] seen = new boolean[w * h];
+        List<int[]> out = new ArrayList<>();
+        for (int y0 = 0; y0 < h; y0++) {
+            for (int x0 = 0; x0 < w; x0++) {
+                if (seen[y0 * w + x0] || (img.getRGB(x0, y0) & 0xFFFFFF) != rgb) {
+                    continue;
+                }
+                int[] box = {x0, y0, x0, y0};
+                java.util.ArrayDeque<int[]> queue = new java.util.ArrayDeque<>();
+                queue.add(new int[] {x0, y0});
+                seen[y0 * w + x0] = true;
+                while (!queue.isEmpty()) {
+                    int[] p = queue.poll();
+                    box[0] = Math.min(box[0], p[0]);
+                    box[1] = Math.min(box[1], p[1]);
+                    box[2] = Math.max(box[2], p[0]);
+                    box[3] = Math.max(box[3], p[1]);
+                    for (int dy = -1; dy <= 1; dy++) {
+                        for (int dx = -1; dx <= 1; dx++) {
+                            int x = p[0] + dx;
+                            int y = p[1] + dy;
+                            if (x >= 0 && y >= 0 && x < w && y < h && !seen[y * w + x]
+                                    && (img.getRGB(x, y) & 0xFFFFFF) == rgb) {
+                                seen[y * w + x] = true;
+                                queue.add(new int[] {x, y});
+                            }
+                        }
+                    }
+                }
+                out.add(box);
+            }
+        }
+        return out;
+    }
+}
