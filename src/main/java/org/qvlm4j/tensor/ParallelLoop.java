@@ -27,8 +27,12 @@ public final class ParallelLoop {
     }
 
     private static volatile int threads = Runtime.getRuntime().availableProcessors();
-    private static ExecutorService pool;
-    private static int poolSize;
+    /** Idle workers exit after a minute, so changing the thread count never strands a pool. */
+    private static final ExecutorService POOL = Executors.newCachedThreadPool(r -> {
+        Thread t = new Thread(r, "qvlm4j-tensor-worker");
+        t.setDaemon(true);
+        return t;
+    });
 
     private ParallelLoop() {
     }
@@ -45,21 +49,6 @@ public final class ParallelLoop {
         threads = n;
     }
 
-    private static synchronized ExecutorService pool(int size) {
-        if (pool == null || poolSize < size) {
-            if (pool != null) {
-                pool.shutdown();
-            }
-            pool = Executors.newFixedThreadPool(size, r -> {
-                Thread t = new Thread(r, "qvlm4j-tensor-worker");
-                t.setDaemon(true);
-                return t;
-            });
-            poolSize = size;
-        }
-        return pool;
-    }
-
     /**
      * Runs {@code body} over [0, n) in contiguous chunks. {@code workPerIndex} is a rough cost of
      * one index in multiply-adds, used only to decide whether to go parallel.
@@ -70,12 +59,11 @@ public final class ParallelLoop {
             body.run(0, n);
             return;
         }
-        ExecutorService exec = pool(t - 1);
         List<Future<?>> futures = new ArrayList<>(t - 1);
         for (int c = 1; c < t; c++) {
             int from = (int) ((long) n * c / t);
             int to = (int) ((long) n * (c + 1) / t);
-            futures.add(exec.submit(() -> body.run(from, to)));
+            futures.add(POOL.submit(() -> body.run(from, to)));
         }
         body.run(0, (int) ((long) n / t));
         for (Future<?> f : futures) {

@@ -32,6 +32,7 @@ public final class Tape {
 
     private final List<Node> nodes = new ArrayList<>();
     private int noGradDepth;
+    private boolean backpropagated;
 
     /** A recording tape. */
     public Tape() {
@@ -79,6 +80,10 @@ public final class Tape {
         if (!isRecording()) {
             return output;
         }
+        if (backpropagated) {
+            throw new IllegalStateException(op + ": recording on a tape that was already backpropagated; clear() it"
+                    + " first");
+        }
         boolean any = false;
         for (Tensor in : inputs) {
             if (in != null && in.requiresGrad()) {
@@ -108,8 +113,17 @@ public final class Tape {
         backward(loss, new float[] {1f});
     }
 
-    /** Backpropagates from {@code output} with upstream gradient {@code gradOutput} (same size). */
+    /**
+     * Backpropagates from {@code output} with upstream gradient {@code gradOutput} (same size).
+     * Gradients accumulate into existing buffers (parameters keep them until zeroGrad). A tape can be
+     * backpropagated once: intermediate gradients stay in place, so a second pass would count them
+     * twice; {@link #clear} it and record a new forward pass instead.
+     */
     public void backward(Tensor output, float[] gradOutput) {
+        if (backpropagated) {
+            throw new IllegalStateException("backward: this tape was already backpropagated; clear() it and run the"
+                    + " forward pass again");
+        }
         if (gradOutput.length != output.numel()) {
             throw new IllegalArgumentException("backward: upstream gradient has " + gradOutput.length
                     + " elements, output " + Arrays.toString(output.shape()) + " has " + output.numel());
@@ -118,6 +132,7 @@ public final class Tape {
             throw new IllegalArgumentException("backward: output " + output
                     + " does not require a gradient (no recorded op leads to it)");
         }
+        backpropagated = true;
         float[] g = output.gradOrCreate();
         for (int i = 0; i < g.length; i++) {
             g[i] += gradOutput[i];
@@ -133,6 +148,7 @@ public final class Tape {
     /** Forgets all recorded nodes (call before the next forward pass). */
     public void clear() {
         nodes.clear();
+        backpropagated = false;
     }
 
     /** Drops the gradient buffers of the given parameters. */

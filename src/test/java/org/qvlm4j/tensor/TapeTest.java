@@ -81,11 +81,18 @@ class TapeTest {
     }
 
     @Test
-    void clearForgetsNodes() {
+    void aTapeIsBackpropagatedOnceUntilCleared() {
+        Tensor w = Tensor.param("w", new float[] {1f}, 1);
         Tape tape = new Tape();
-        Ops.scale(tape, Tensor.param("w", new float[] {1f}, 1), 2f);
+        Tensor y = Ops.scale(tape, Ops.scale(tape, w, 2f), 3f);
+        tape.backward(y);
+        assertThrows(IllegalStateException.class, () -> tape.backward(y));
+        assertThrows(IllegalStateException.class, () -> Ops.scale(tape, w, 2f));
+        assertEquals(6f, w.grad()[0]);
         tape.clear();
         assertTrue(tape.nodes().isEmpty());
+        tape.backward(Ops.scale(tape, w, 2f));
+        assertEquals(8f, w.grad()[0]);
     }
 
     @Test
