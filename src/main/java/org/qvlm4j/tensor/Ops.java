@@ -35,6 +35,8 @@ import org.qvlm4j.kernels.WeightMatrix;
 public final class Ops {
     /** Target value that {@link #crossEntropy} skips (torch's default {@code ignore_index}). */
     public static final int IGNORE_INDEX = -100;
+    /** {@link #embedding} padding index meaning "every row receives gradients". */
+    public static final int NO_PADDING = -1;
 
     private static final double SQRT_2_OVER_PI = Math.sqrt(2.0 / Math.PI);
     private static final double INV_SQRT_2 = 1.0 / Math.sqrt(2.0);
@@ -617,8 +619,17 @@ public final class Ops {
 
     // ---------------------------------------------------------------- indexing and layout
 
-    /** Row gather (nn.Embedding): table (V, D), ids (T) in [0, V) → (T, D). Backward scatter-adds rows. */
+    /** Row gather (nn.Embedding without padding_idx): table (V, D), ids (T) in [0, V) → (T, D). */
     public static Tensor embedding(Tape tape, Tensor table, int[] ids) {
+        return embedding(tape, table, ids, NO_PADDING);
+    }
+
+    /**
+     * Row gather (nn.Embedding): table (V, D), ids (T) in [0, V) → (T, D). Backward scatter-adds dy
+     * rows into the table, except into row {@code paddingIdx} (nn.Embedding's padding_idx, which
+     * receives no gradient; LLaMA passes pad_token_id), or {@link #NO_PADDING}.
+     */
+    public static Tensor embedding(Tape tape, Tensor table, int[] ids, int paddingIdx) {
         require(table.rank() == 2, "embedding", "table (V, D)", table);
         int V = table.dim(0);
         int D = table.dim(1);
@@ -639,7 +650,9 @@ public final class Ops {
             float[] dy = out.grad();
             float[] dt = table.gradOrCreate();
             for (int t = 0; t < idsCopy.length; t++) {
-                axpy(1f, dy, t * D, dt, idsCopy[t] * D, D);
+                if (idsCopy[t] != paddingIdx) {
+                    axpy(1f, dy, t * D, dt, idsCopy[t] * D, D);
+                }
             }
         }, table);
     }

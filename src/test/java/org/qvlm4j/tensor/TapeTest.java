@@ -122,6 +122,16 @@ class TapeTest {
     }
 
     @Test
+    void embeddingPaddingRowGetsNoGradient() {
+        Tensor table = Tensor.param("emb", new float[] {1f, 2f, 3f, 4f, 5f, 6f}, 3, 2);
+        Tape tape = new Tape();
+        Tensor y = Ops.embedding(tape, table, new int[] {2, 1, 2, 0}, 1);
+        assertArrayEquals(new float[] {5f, 6f, 3f, 4f, 5f, 6f, 1f, 2f}, y.data());
+        tape.backward(y, new float[] {1, 2, 3, 4, 5, 6, 7, 8});
+        assertArrayEquals(new float[] {7f, 8f, 0f, 0f, 6f, 8f}, table.grad());
+    }
+
+    @Test
     void crossEntropyWithEveryRowIgnoredIsZeroWithoutGradient() {
         Tensor logits = Tensor.variable(new float[] {1f, 2f, 3f, 4f}, 2, 2);
         Tape tape = new Tape();
