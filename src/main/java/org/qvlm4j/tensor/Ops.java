@@ -31,6 +31,9 @@ import org.qvlm4j.kernels.WeightMatrix;
  * norm + linear and activation + linear to save passes over activations, a flash-style attention
  * that does not keep the (H, T, T) probabilities, and a fused softmax-cross-entropy over the vocab
  * that does not materialise full logit gradients twice.
+ *
+ * <p>Left out: broadcasting beyond {@link #addBias}, dropout, masks other than causal, attention
+ * with different query and key lengths (KV cache), a learnable zero point in {@link #fakeQuantize}.
  */
 public final class Ops {
     /** Target value that {@link #crossEntropy} skips (torch's default {@code ignore_index}). */
@@ -599,7 +602,9 @@ public final class Ops {
         }, x);
     }
 
-    private static void rotate(float[] src, float[] dst, float[] cos, float[] sin, int T, int heads, int Hd, float sign) {
+    /** Rotates each head's (x[i], x[i + Hd/2]) pairs by +angle (sign 1) or -angle (sign -1). */
+    private static void rotate(float[] src, float[] dst, float[] cos, float[] sin, int T, int heads, int Hd,
+                               float sign) {
         int half = Hd / 2;
         int W = heads * Hd;
         for (int t = 0; t < T; t++) {
@@ -698,7 +703,8 @@ public final class Ops {
         shape[0] = to - from;
         float[] y = Arrays.copyOfRange(x.data(), from * rowSize, to * rowSize);
         Tensor out = Tensor.of(y, shape);
-        return tape.record("sliceRows", out, () -> axpy(1f, out.grad(), 0, x.gradOrCreate(), from * rowSize, y.length), x);
+        return tape.record("sliceRows", out,
+                () -> axpy(1f, out.grad(), 0, x.gradOrCreate(), from * rowSize, y.length), x);
     }
 
     // ---------------------------------------------------------------- losses
@@ -716,7 +722,7 @@ public final class Ops {
         int V = logits.dim(1);
         int[] tg = targets.clone();
         float[] ld = logits.data();
-        float[] lse = new float[T]; // (T)
+        double[] lse = new double[T]; // (T)
         double total = 0;
         int count = 0;
         for (int t = 0; t < T; t++) {
@@ -737,7 +743,7 @@ public final class Ops {
                 s += Math.exp(ld[o + c] - max);
             }
             double l = max + Math.log(s);
-            lse[t] = (float) l;
+            lse[t] = l;
             total += l - ld[o + tg[t]];
             count++;
         }
@@ -944,7 +950,7 @@ public final class Ops {
         if (!ok) {
             StringBuilder sb = new StringBuilder(op).append(": expected ").append(expected).append(", got");
             for (Tensor t : got) {
-                sb.append(' ').append(t == null ? "null" : Arrays.toString(t.shape())).append(nameOf(t == null ? Tensor.zeros() : t));
+                sb.append(' ').append(t == null ? "null" : Arrays.toString(t.shape()) + nameOf(t));
             }
             throw new IllegalArgumentException(sb.toString());
         }

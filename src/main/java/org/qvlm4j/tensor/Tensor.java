@@ -134,7 +134,8 @@ public final class Tensor {
     /** The single value of a one-element tensor (a loss). */
     public float item() {
         if (data.length != 1) {
-            throw new IllegalArgumentException("item() needs a one-element tensor, got shape " + Arrays.toString(shape));
+            throw new IllegalArgumentException("item() needs a one-element tensor, got shape "
+                    + Arrays.toString(shape));
         }
         return data[0];
     }
