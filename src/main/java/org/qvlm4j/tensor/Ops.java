@@ -21,16 +21,18 @@ import org.qvlm4j.kernels.WeightMatrix;
  * attention is scaled dot-product attention with grouped-query heads; cross-entropy ignores target
  * -100 and averages over the remaining rows.
  *
- * <p>Performance: only the forward of {@link #linear} goes through the fast kernel
- * ({@code Gemm.matmul} with an F32 {@code WeightMatrix} over the weight array). Its backward (dX =
- * dY W, dW = dY^T X) and {@link #matmul} are scalar row-axpy loops, cache-friendly (unit stride
- * on the innermost loop) and split over rows with {@link ParallelLoop}; {@link #attention} splits
- * over key/value heads. Every other op is a single-threaded scalar loop; norms, activations,
- * softmax, RoPE and cross-entropy are memory-bound. For training speed the next steps are: the
- * backward GEMMs through a vectorised kernel (dX is a plain x W GEMM, dW a transposed one), fusing
- * norm + linear and activation + linear to save passes over activations, a flash-style attention
- * that does not keep the (H, T, T) probabilities, and a fused softmax-cross-entropy over the vocab
- * that does not materialise full logit gradients twice.
+ * <p>Performance: the forward of {@link #linear} goes through the inference kernel
+ * ({@code Gemm.matmul} with an F32 {@code WeightMatrix} over the weight array). The backward of
+ * {@link #linear} (dX = dY W, dW = dY^T X, reading dY transposed in place) and both directions of
+ * {@link #matmul} use {@link MulAdd}, a register-tiled Vector API kernel with a bit-identical scalar
+ * twin, split over rows with {@link ParallelLoop}. {@link #attention} is scalar but split over
+ * key/value heads. Everything else (norms, activations, softmax, RoPE, embedding, concat/slice,
+ * losses, fake quantization) is a single-threaded scalar loop; these are memory-bound and cheap next
+ * to the products at the sizes we train. For training speed the next steps are: fusing norm +
+ * linear and activation + linear to save passes over activations; a flash-style attention that
+ * does not keep the (H, T, T) probabilities and runs its inner products through a vector kernel;
+ * a fused softmax-cross-entropy over the vocabulary; and reusing activation buffers across steps
+ * instead of allocating every op's output.
  *
  * <p>Left out: broadcasting beyond {@link #addBias}, dropout, masks other than causal, attention
  * with different query and key lengths (KV cache), a learnable zero point in {@link #fakeQuantize}.
@@ -81,34 +83,10 @@ public final class Ops {
         return tape.record("linear", out, () -> {
             float[] dy = out.grad(); // (T, N)
             if (x.requiresGrad()) {
-                float[] dx = x.gradOrCreate(); // (T, K)
-                float[] wd = w.data();
-                ParallelLoop.forRange(T, (long) N * K, (t0, t1) -> {
-                    for (int t = t0; t < t1; t++) {
-                        int xo = t * K;
-                        for (int n = 0; n < N; n++) {
-                            float a = dy[t * N + n];
-                            if (a != 0f) {
-                                axpy(a, wd, n * K, dx, xo, K);
-                            }
-                        }
-                    }
-                });
+                MulAdd.mulAdd(dy, 0, N, 1, w.data(), 0, x.gradOrCreate(), 0, T, N, K); // dx (T, K) += dy w
             }
             if (w.requiresGrad()) {
-                float[] dw = w.gradOrCreate(); // (N, K)
-                float[] xd = x.data();
-                ParallelLoop.forRange(N, (long) T * K, (n0, n1) -> {
-                    for (int n = n0; n < n1; n++) {
-                        int wo = n * K;
-                        for (int t = 0; t < T; t++) {
-                            float a = dy[t * N + n];
-                            if (a != 0f) {
-                                axpy(a, xd, t * K, dw, wo, K);
-                            }
-                        }
-                    }
-                });
+                MulAdd.mulAdd(dy, 0, 1, N, x.data(), 0, w.gradOrCreate(), 0, N, T, K); // dw (N, K) += dy^T x
             }
             if (b != null && b.requiresGrad()) {
                 float[] db = b.gradOrCreate();
@@ -136,46 +114,29 @@ public final class Ops {
         float[] ad = a.data();
         float[] bd = b.data();
         float[] c = new float[B * M * N]; // (B, M, N)
-        ParallelLoop.forRange(B * M, (long) K * N, (r0, r1) -> {
-            for (int r = r0; r < r1; r++) {
-                int bo = (r / M) * K * N;
-                for (int k = 0; k < K; k++) {
-                    float av = ad[r * K + k];
-                    if (av != 0f) {
-                        axpy(av, bd, bo + k * N, c, r * N, N);
-                    }
-                }
-            }
-        });
+        for (int i = 0; i < B; i++) {
+            MulAdd.mulAdd(ad, i * M * K, K, 1, bd, i * K * N, c, i * M * N, M, K, N);
+        }
         Tensor out = a.rank() == 3 ? Tensor.of(c, B, M, N) : Tensor.of(c, M, N);
         return tape.record("matmul", out, () -> {
             float[] dc = out.grad(); // (B, M, N)
             if (a.requiresGrad()) {
                 float[] da = a.gradOrCreate(); // (B, M, K)
-                ParallelLoop.forRange(B * M, (long) K * N, (r0, r1) -> {
-                    for (int r = r0; r < r1; r++) {
-                        int bo = (r / M) * K * N;
-                        for (int k = 0; k < K; k++) {
-                            da[r * K + k] += dot(dc, r * N, bd, bo + k * N, N);
+                float[] bt = new float[N * K]; // (N, K): one batch of b transposed
+                for (int i = 0; i < B; i++) {
+                    for (int k = 0; k < K; k++) {
+                        for (int n = 0; n < N; n++) {
+                            bt[n * K + k] = bd[i * K * N + k * N + n];
                         }
                     }
-                });
+                    MulAdd.mulAdd(dc, i * M * N, N, 1, bt, 0, da, i * M * K, M, N, K);
+                }
             }
             if (b.requiresGrad()) {
                 float[] db = b.gradOrCreate(); // (B, K, N)
-                ParallelLoop.forRange(B * K, (long) M * N, (r0, r1) -> {
-                    for (int r = r0; r < r1; r++) {
-                        int batch = r / K;
-                        int k = r % K;
-                        for (int m = 0; m < M; m++) {
-                            int row = batch * M + m;
-                            float av = ad[row * K + k];
-                            if (av != 0f) {
-                                axpy(av, dc, row * N, db, r * N, N);
-                            }
-                        }
-                    }
-                });
+                for (int i = 0; i < B; i++) {
+                    MulAdd.mulAdd(ad, i * M * K, 1, K, dc, i * M * N, db, i * K * N, K, M, N); // a^T dc
+                }
             }
         }, a, b);
     }
