@@ -121,13 +121,8 @@ public final class RandomLlavaCheckpoint {
         vc.put("image_size", s.imageSize());
         vc.put("patch_size", s.patchSize());
         vc.put("projection_dim", 768);
-        Path tmp = Files.createTempFile(dir, "config", ".json.tmp");
-        try {
-            Files.writeString(tmp, json.writerWithDefaultPrettyPrinter().writeValueAsString(c), StandardCharsets.UTF_8);
-            Files.move(tmp, dir.resolve("config.json"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        org.qvlm4j.io.AtomicFiles.writeString(dir.resolve("config.json"),
+                json.writerWithDefaultPrettyPrinter().writeValueAsString(c));
     }
 
     private static void linear(SafeTensorsWriter w, SplittableRandom root, String name, DType dtype,

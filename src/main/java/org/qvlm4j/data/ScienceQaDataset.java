@@ -318,12 +318,6 @@ public final class ScienceQaDataset {
     }
 
     static void writeAtomically(Path target, byte[] bytes) {
-        try {
-            Path tmp = target.resolveSibling(target.getFileName() + ".tmp");
-            Files.write(tmp, bytes);
-            Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            throw new UncheckedIOException(target + ": " + e.getMessage(), e);
-        }
+        org.qvlm4j.io.AtomicFiles.write(target, bytes);
     }
 }

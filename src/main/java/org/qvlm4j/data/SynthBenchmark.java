@@ -148,7 +148,7 @@ public final class SynthBenchmark {
             }
             Path parent = abs.getParent();
             Files.createDirectories(parent);
-            Path tmp = Files.createTempDirectory(parent, abs.getFileName() + ".tmp-");
+            Path tmp = org.qvlm4j.io.AtomicFiles.tempSiblingDirectory(abs);
             try {
                 writeInto(tmp, o, progress);
                 if (Files.exists(abs)) {

@@ -331,7 +331,7 @@ public final class SafeTensorsWriter {
      * one filesystem) and forces it to disk; deletes it if anything fails.
      */
     private static Path writeTemp(Path file, Body body) throws IOException {
-        Path tmp = Files.createTempFile(file.getParent(), "." + file.getFileName() + ".", ".tmp");
+        Path tmp = org.qvlm4j.io.AtomicFiles.tempSibling(file);
         boolean ok = false;
         try {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {

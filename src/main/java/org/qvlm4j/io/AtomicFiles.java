@@ -1,0 +1,87 @@
+package org.qvlm4j.io;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.concurrent.ThreadLocalRandom;
+
+/**
+ * Temporary siblings and atomic renames for every output qvlm4j writes: a file is written under a
+ * hidden temporary name in the target's own directory and renamed over the target only when
+ * complete, so an interrupted run never leaves a half-written output. Unlike
+ * {@link Files#createTempFile}, the temporaries get the process's default permissions (umask), so
+ * finished outputs are as readable as any other file the user creates.
+ */
+public final class AtomicFiles {
+    private AtomicFiles() {
+    }
+
+    /** Creates and returns a new empty file {@code .NAME.<random>.tmp} beside target. */
+    public static Path tempSibling(Path target) throws IOException {
+        Path dir = target.toAbsolutePath().getParent();
+        for (int attempt = 0; ; attempt++) {
+            Path tmp = dir.resolve("." + target.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong()) + ".tmp");
+            try {
+                return Files.createFile(tmp);
+            } catch (FileAlreadyExistsException e) {
+                if (attempt > 100) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /** Creates and returns a new empty directory {@code NAME.tmp-<random>} beside target. */
+    public static Path tempSiblingDirectory(Path target) throws IOException {
+        Path dir = target.toAbsolutePath().getParent();
+        for (int attempt = 0; ; attempt++) {
+            Path tmp = dir.resolve(target.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
+            try {
+                return Files.createDirectory(tmp);
+            } catch (FileAlreadyExistsException e) {
+                if (attempt > 100) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /** Moves tmp over target, atomically where the filesystem allows it. */
+    public static void replace(Path tmp, Path target) throws IOException {
+        try {
+            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (AtomicMoveNotSupportedException e) {
+            Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+        }
+    }
+
+    /** Writes bytes to target through a temporary sibling and a rename. */
+    public static void write(Path target, byte[] bytes) {
+        Path tmp = null;
+        try {
+            tmp = tempSibling(target);
+            Files.write(tmp, bytes);
+            replace(tmp, target);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
+        } finally {
+            if (tmp != null) {
+                try {
+                    Files.deleteIfExists(tmp);
+                } catch (IOException ignored) {
+                    // the temporary is hidden and named as such; nothing more can be done
+                }
+            }
+        }
+    }
+
+    /** Writes UTF-8 text to target through a temporary sibling and a rename. */
+    public static void writeString(Path target, String text) {
+        write(target, text.getBytes(StandardCharsets.UTF_8));
+    }
+}
