@@ -28,7 +28,8 @@ import jdk.incubator.vector.VectorSpecies;
  * Activations are packed once per call into groups of NT = 2 vectors of tokens, (K, NT) each.
  * Tasks are (panel of {@value #NB} W rows) x (block of {@value #TB} tokens); a task widens a
  * (NB, KB) weight panel to float once per K block (vector BF16/F16 widening, no transpose) and
- * reuses it for all tokens of its block. The register tile is MR = 6 weight rows by NT tokens
+ * reuses it for all tokens of its block, visiting them in L2-sized sub-blocks of SG token groups
+ * per group of MR weight rows (which stays in L1). The register tile is MR = 6 weight rows by NT tokens
  * (12 accumulators): per k, two vector loads of packed x and six weight broadcasts feed 12 FMAs.
  * Every output is therefore a single float FMA chain over k in order, starting from zero, exactly
  * {@link GemmRef#matmulFloatFma}: the same bits at every vector width and thread count.
@@ -36,7 +37,10 @@ import jdk.incubator.vector.VectorSpecies;
  * <p><b>F16.</b> The JDK 25 Vector API has no half-precision lane conversion ({@code S2F} converts
  * integer values), so halves are widened with integer lane arithmetic that never touches float
  * subnormals: the half subnormal range is renormalized by subtracting 2^-14. Results equal
- * {@link Float#float16ToFloat} bit for bit (up to NaN payload quieting). Leaves out: quantized formats, bias, fused epilogues.
+ * {@link Float#float16ToFloat} bit for bit (up to NaN payload quieting).
+ *
+ * <p>Leaves out: quantized formats, bias, fused epilogues, a small-T path (T in 2..NT-1 pads the
+ * token group with zeros).
  */
 final class VectorKernels implements KernelSet {
     // Hidden copies resolve their own name only through constant-pool class entries, not inside
@@ -60,6 +64,8 @@ final class VectorKernels implements KernelSet {
     static final int TB = 512;
     /** K block: MR widened weight rows of this length (12 KiB) stay in L1. */
     static final int KB = 512;
+    /** Token groups per L2 sub-block: SG * NT tokens of packed x over KB. */
+    static final int SG = 8;
     /** W rows per GEMV chunk; a multiple of the 4-row tile. */
     static final int GEMV_GRAIN = 32;
 
@@ -407,10 +413,14 @@ final class VectorKernels implements KernelSet {
             }
             java.util.Arrays.fill(panel, rows * kl, rowsPadded * kl, 0f);
             boolean first = k0 == 0;
-            // a row group's widened weights stay in L1 while the packed tokens stream past
-            for (int r = 0; r < rowsPadded; r += MR) {
-                for (int g = g0; g < g1; g++) {
-                    micro(xp, g * K * NT + k0 * NT, panel, r * kl, kl, acc, r * width + (g - g0) * NT, width, first);
+            // a row group's widened weights (MR, kl) stay in L1 while SG token groups of packed x
+            // (held in L2) stream past
+            for (int gs = g0; gs < g1; gs += SG) {
+                int ge = Math.min(g1, gs + SG);
+                for (int r = 0; r < rowsPadded; r += MR) {
+                    for (int g = gs; g < ge; g++) {
+                        micro(xp, g * K * NT + k0 * NT, panel, r * kl, kl, acc, r * width + (g - g0) * NT, width, first);
+                    }
                 }
             }
         }
