@@ -72,11 +72,13 @@ public final class KernelBench {
      * Measured numbers (times in milliseconds, medians).
      *
      * @param species the vector species of the kernels
+     * @param gemmGflopsPerCpuSecond GEMM flops per second of process CPU time (mean over the
+     *     timed runs): a per-core rate that background load on shared cores distorts less
      * @param loadAverageBefore system load average (1 min) before the run; high means shared cores
      * @param loadAverageAfter the same after the run
      */
     public record Result(Config config, String species,
-                         double gemmMillis, double gemmGflops,
+                         double gemmMillis, double gemmGflops, double gemmGflopsPerCpuSecond,
                          double streamMillis, double bandwidthGBs,
                          double bf16GemvMillis, double bf16GemvGBs, double bf16GemvFraction,
                          double f32GemvMillis, double f32GemvGBs, double f32GemvFraction,
@@ -85,12 +87,12 @@ public final class KernelBench {
         public String summary() {
             return String.format(java.util.Locale.ROOT, """
                     kernel bench: %d threads, species %s, load average %.2f -> %.2f
-                      fp32 GEMM T=%d K=%d N=%d: %.1f ms, %.1f GFLOP/s
+                      fp32 GEMM T=%d K=%d N=%d: %.1f ms, %.1f GFLOP/s (%.1f GFLOP per CPU-second)
                       stream sum %d MiB: %.1f ms, %.2f GB/s
                       BF16 GEMV N=%d K=%d: %.2f ms, %.2f GB/s = %.2f of stream
                       F32  GEMV N=%d K=%d: %.2f ms, %.2f GB/s = %.2f of stream""",
                     config.threads(), species, loadAverageBefore, loadAverageAfter,
-                    config.gemmT(), config.gemmK(), config.gemmN(), gemmMillis, gemmGflops,
+                    config.gemmT(), config.gemmK(), config.gemmN(), gemmMillis, gemmGflops, gemmGflopsPerCpuSecond,
                     config.streamBytes() >> 20, streamMillis, bandwidthGBs,
                     config.gemvN(), config.gemvK(), bf16GemvMillis, bf16GemvGBs, bf16GemvFraction,
                     config.gemvN(), config.gemvK(), f32GemvMillis, f32GemvGBs, f32GemvFraction);
@@ -137,9 +139,16 @@ public final class KernelBench {
             WeightMatrix wg = randomMatrix(arena, DType.F32, c.gemmN(), c.gemmK(), rnd);
             float[] x = randomFloats(c.gemmT() * c.gemmK(), rnd); // (T, K)
             float[] out = new float[c.gemmT() * c.gemmN()]; // (T, N)
-            double gemmMs = medianMillis(Math.max(1, c.warmup()), c.reps(),
-                    () -> Gemm.matmul(kernels, par, x, c.gemmT(), wg, out));
-            double gflops = 2.0 * c.gemmT() * c.gemmK() * c.gemmN() / (gemmMs * 1e6);
+            Body gemm = () -> Gemm.matmul(kernels, par, x, c.gemmT(), wg, out);
+            for (int i = 0; i < Math.max(1, c.warmup()); i++) {
+                gemm.run();
+            }
+            long cpu0 = processCpuNanos();
+            double gemmMs = medianMillis(0, c.reps(), gemm);
+            double gemmCpuMs = (processCpuNanos() - cpu0) / 1e6 / c.reps();
+            double flop = 2.0 * c.gemmT() * c.gemmK() * c.gemmN();
+            double gflops = flop / (gemmMs * 1e6);
+            double gflopsPerCpu = gemmCpuMs > 0 ? flop / (gemmCpuMs * 1e6) : Double.NaN;
 
             // (b) streaming bandwidth, interleaved with (c), (d) GEMV at decode so that all three
             // see the same background load on a shared machine
@@ -180,10 +189,18 @@ public final class KernelBench {
             double bf16GBs = wBf16.byteSize() / (median(bf16Ms) * 1e6);
             double f32GBs = wF32.byteSize() / (median(f32Ms) * 1e6);
             double loadAfter = ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage();
-            return new Result(c, kernels.species().toString(), gemmMs, gflops, median(streamMs), bandwidth,
+            return new Result(c, kernels.species().toString(), gemmMs, gflops, gflopsPerCpu, median(streamMs), bandwidth,
                     median(bf16Ms), bf16GBs, bf16GBs / bandwidth, median(f32Ms), f32GBs, f32GBs / bandwidth,
                     loadBefore, loadAfter);
         }
+    }
+
+    /** CPU time of this process (all threads), or 0 where the platform does not report it. */
+    private static long processCpuNanos() {
+        if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
+            return Math.max(0, os.getProcessCpuTime());
+        }
+        return 0;
     }
 
     /** Sum of the floats in [off, off + bytes) with four independent vector accumulators. */
