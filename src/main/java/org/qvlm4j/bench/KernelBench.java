@@ -246,6 +246,10 @@ public final class KernelBench {
         return new WeightMatrix(seg, dtype, rows, cols);
     }
 
+    /**
+     * Runs the default configuration and prints the summary. Threads come from
+     * {@code -Dqvlm4j.threads}; run with {@code --add-modules jdk.incubator.vector}.
+     */
     public static void main(String[] args) {
         System.out.println(run(Config.defaults()).summary());
     }
