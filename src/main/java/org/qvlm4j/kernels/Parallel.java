@@ -66,7 +66,8 @@ public final class Parallel implements AutoCloseable {
         return Holder.SHARED;
     }
 
-    static int threadsFromProperty() {
+    /** The thread count {@link #shared()} uses: {@value #THREADS_PROPERTY}, else the processor count. */
+    public static int threadsFromProperty() {
         String v = System.getProperty(THREADS_PROPERTY);
         if (v == null || v.isBlank()) {
             return Runtime.getRuntime().availableProcessors();

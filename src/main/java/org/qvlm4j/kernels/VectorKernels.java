@@ -19,24 +19,28 @@ import jdk.incubator.vector.VectorSpecies;
  * uses the machine's preferred width; {@link KernelSets} defines hidden copies of the same bytes
  * whose class data is another float species, so every width runs the same code at full speed.
  *
- * <p><b>Arithmetic.</b> Both matrix kernels use the dot-product form (x rows and W rows are both
- * contiguous along K): each output element is one lane-wise FMA chain over K in vector steps,
- * reduced across lanes, plus a scalar FMA tail. That order does not depend on how rows are grouped
- * into register tiles or chunks, so results are identical for any thread count; they do depend on
- * the vector width and, for the GEMM, on the fixed K block {@value #KB}.
- * <ul>
- *   <li>GEMV (T = 1, memory-bound): each weight row is streamed once, four rows at a time sharing
- *       the x loads; parallel over rows.</li>
- *   <li>GEMM (T &gt; 1, compute-bound): tasks are (panel of {@value #NB} W rows) x (block of
- *       {@value #TB} tokens). A task widens a (NB, KB) weight panel to float once and reuses it
- *       for all tokens of its block with a 4 x 3 register tile (4 tokens by 3 W rows, 12
- *       accumulators), so BF16/F16 widening is amortized over the tokens.</li>
- * </ul>
+ * <p><b>GEMV</b> (T = 1, memory-bound): dot-product form. Each weight row is streamed once, four
+ * rows at a time sharing the x loads, parallel over rows. An output is a lane-wise FMA chain over
+ * K in vector steps, reduced across lanes, plus a scalar FMA tail; the result depends on the
+ * vector width but not on the thread count.
+ *
+ * <p><b>GEMM</b> (T &gt; 1, compute-bound): outer-product form, as in BLIS-style kernels.
+ * Activations are packed once per call into groups of NT = 2 vectors of tokens, (K, NT) each.
+ * Tasks are (panel of {@value #NB} W rows) x (block of {@value #TB} tokens); a task widens a
+ * (NB, KB) weight panel to float once per K block (vector BF16/F16 widening, no transpose) and
+ * reuses it for all tokens of its block, visiting them in L2-sized sub-blocks of SG token groups
+ * per group of MR weight rows (which stays in L1). The register tile is MR = 6 weight rows by NT tokens
+ * (12 accumulators): per k, two vector loads of packed x and six weight broadcasts feed 12 FMAs.
+ * Every output is therefore a single float FMA chain over k in order, starting from zero, exactly
+ * {@link GemmRef#matmulFloatFma}: the same bits at every vector width and thread count.
  *
  * <p><b>F16.</b> The JDK 25 Vector API has no half-precision lane conversion ({@code S2F} converts
  * integer values), so halves are widened with integer lane arithmetic that never touches float
  * subnormals: the half subnormal range is renormalized by subtracting 2^-14. Results equal
- * {@link Float#float16ToFloat} bit for bit. Leaves out: quantized formats, bias, fused epilogues.
+ * {@link Float#float16ToFloat} bit for bit (up to NaN payload quieting).
+ *
+ * <p>Leaves out: quantized formats, bias, fused epilogues, a small-T path (T in 2..NT-1 pads the
+ * token group with zeros).
  */
 final class VectorKernels implements KernelSet {
     // Hidden copies resolve their own name only through constant-pool class entries, not inside
@@ -50,16 +54,18 @@ final class VectorKernels implements KernelSet {
     static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, VectorShape.forBitSize(F.vectorBitSize()));
     static final int L = F.length();
 
-    /** Tokens per GEMM register tile. */
+    /** Weight rows per GEMM register tile. */
     static final int MR = 6;
-    /** Weight rows per GEMM register tile: two vectors. */
-    static final int NR = 2 * L;
-    /** W rows per GEMM task (a multiple of NR). */
-    static final int NB = Integer.getInteger("nb", 4) * NR;
-    /** Tokens per GEMM task (a multiple of MR). */
-    static final int TB = Integer.getInteger("tb", 192);
-    /** K block: an (KB, NR) weight panel stays in L1 while MR x rows stream past it. */
-    static final int KB = Integer.getInteger("kb", 256);
+    /** Tokens per GEMM register tile: two vectors. */
+    static final int NT = 2 * L;
+    /** W rows per GEMM task (a multiple of MR). */
+    static final int NB = 48;
+    /** Tokens per GEMM task (a multiple of NT). */
+    static final int TB = 512;
+    /** K block: MR widened weight rows of this length (12 KiB) stay in L1. */
+    static final int KB = 512;
+    /** Token groups per L2 sub-block: SG * NT tokens of packed x over KB. */
+    static final int SG = 8;
     /** W rows per GEMV chunk; a multiple of the 4-row tile. */
     static final int GEMV_GRAIN = 32;
 
@@ -317,124 +323,130 @@ final class VectorKernels implements KernelSet {
 
     @Override
     public void gemm(Parallel par, float[] x, int T, WeightMatrix w, float[] out) {
+        int K = w.cols();
         int N = w.rows();
+        int groups = (T + NT - 1) / NT;
+        float[] xp = packedXBuffer((long) groups * NT * K); // groups of (K, NT)
+        par.forRange(0, groups, 1, (lo, hi) -> packX(x, T, K, xp, lo, hi));
         int nPanels = (N + NB - 1) / NB;
         int tBlocks = (T + TB - 1) / TB;
         par.forRange(0, nPanels * tBlocks, 1, (lo, hi) -> {
             for (int task = lo; task < hi; task++) {
                 int n0 = (task / tBlocks) * NB;
                 int t0 = (task % tBlocks) * TB;
-                gemmTask(x, w, out, n0, Math.min(N, n0 + NB), t0, Math.min(T, t0 + TB));
+                gemmTask(xp, w, out, n0, Math.min(N, n0 + NB), t0, Math.min(T, t0 + TB));
             }
         });
     }
 
+    private static final ThreadLocal<float[]> PACKED_X = new ThreadLocal<>();
+
+    /** The calling thread's packed-x buffer, grown on demand (its contents are not kept). */
+    private static float[] packedXBuffer(long size) {
+        if (size > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException("gemm: packed activations need " + size + " floats, more than an array holds");
+        }
+        float[] b = PACKED_X.get();
+        if (b == null || b.length < size) {
+            b = new float[(int) size];
+            PACKED_X.set(b);
+        }
+        return b;
+    }
+
     /**
-     * Per-thread buffers of the GEMM: packed panel, one decoded W row, x tail rows, out tile.
+     * Packs tokens of groups [g0, g1) of x (T, K) as (K, NT) blocks: the NT tokens of one k are
+     * contiguous, tokens past T are zero.
+     */
+    private static void packX(float[] x, int T, int K, float[] xp, int g0, int g1) {
+        for (int g = g0; g < g1; g++) {
+            int base = g * K * NT;
+            for (int j = 0; j < NT; j++) {
+                int t = g * NT + j;
+                if (t < T) {
+                    int row = t * K;
+                    for (int k = 0; k < K; k++) {
+                        xp[base + k * NT + j] = x[row + k];
+                    }
+                } else {
+                    for (int k = 0; k < K; k++) {
+                        xp[base + k * NT + j] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * Per-thread buffers of the GEMM: the widened weight panel and the task's accumulators.
      * Sized by the caller because hidden copies share this nested class but not its constants;
      * not private because hidden copies are not its nestmates.
      */
     static final class Scratch {
-        final float[] packed; // NB / NR panels of (KB, NR)
-        final float[] row; // (KB)
-        final float[] xTail; // (MR, KB)
-        final float[] outTile; // (MR, NR)
+        final float[] panel; // (NB, KB) weight rows widened to float
+        final float[] acc; // (NB, TB) transposed output of one task
 
-        Scratch(int nb, int kb, int mr, int nr) {
-            packed = new float[nb * kb];
-            row = new float[kb];
-            xTail = new float[mr * kb];
-            outTile = new float[mr * nr];
+        Scratch(int nb, int kb, int tb) {
+            panel = new float[nb * kb];
+            acc = new float[nb * tb];
         }
     }
 
-    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(() -> new Scratch(NB, KB, MR, NR));
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(() -> new Scratch(NB, KB, TB));
 
-    private static void gemmTask(float[] x, WeightMatrix w, float[] out, int n0, int n1, int t0, int t1) {
+    /** W rows [n0, n1) times tokens [t0, t1) (t0 a multiple of NT), all K blocks, then out. */
+    private static void gemmTask(float[] xp, WeightMatrix w, float[] out, int n0, int n1, int t0, int t1) {
         int K = w.cols();
         int N = w.rows();
         Scratch s = SCRATCH.get();
-        int tr = (t1 - t0) % MR;
-        int tFull = t1 - tr;
+        float[] panel = s.panel;
+        float[] acc = s.acc;
+        int rows = n1 - n0;
+        int rowsPadded = (rows + MR - 1) / MR * MR;
+        int g0 = t0 / NT;
+        int g1 = (t1 + NT - 1) / NT;
+        int width = (g1 - g0) * NT; // row length of acc
         for (int k0 = 0; k0 < K; k0 += KB) {
             int kl = Math.min(KB, K - k0);
-            boolean first = k0 == 0;
-            pack(w, n0, n1, k0, kl, s);
-            for (int i = 0; i < tr; i++) {
-                System.arraycopy(x, (tFull + i) * K + k0, s.xTail, i * kl, kl);
+            for (int r = 0; r < rows; r++) {
+                decodeRun(w.dtype(), w.data(), (long) (n0 + r) * K + k0, kl, panel, r * kl);
             }
-            for (int n = n0; n < n1; n += NR) {
-                int nc = Math.min(NR, n1 - n);
-                int po = (n - n0) * kl; // panel (n - n0) / NR starts at ((n - n0) / NR) * NR * kl
-                for (int t = t0; t < tFull; t += MR) {
-                    if (nc == NR) {
-                        micro(x, t * K + k0, K, s.packed, po, kl, out, t * N + n, N, first);
-                    } else {
-                        microViaTile(x, t * K + k0, K, MR, nc, s, po, kl, out, t * N + n, N, first);
+            java.util.Arrays.fill(panel, rows * kl, rowsPadded * kl, 0f);
+            boolean first = k0 == 0;
+            // a row group's widened weights (MR, kl) stay in L1 while SG token groups of packed x
+            // (held in L2) stream past
+            for (int gs = g0; gs < g1; gs += SG) {
+                int ge = Math.min(g1, gs + SG);
+                for (int r = 0; r < rowsPadded; r += MR) {
+                    for (int g = gs; g < ge; g++) {
+                        micro(xp, g * K * NT + k0 * NT, panel, r * kl, kl, acc, r * width + (g - g0) * NT, width, first);
                     }
                 }
-                if (tr > 0) {
-                    microViaTile(s.xTail, 0, kl, tr, nc, s, po, kl, out, tFull * N + n, N, first);
-                }
+            }
+        }
+        for (int t = t0; t < t1; t++) {
+            int o = t * N + n0;
+            int a = t - t0;
+            for (int r = 0; r < rows; r++) {
+                out[o + r] = acc[r * width + a];
             }
         }
     }
 
     /**
-     * Packs W rows [n0, n1), columns [k0, k0 + kl) as panels of NR rows, each (kl, NR) with the
-     * NR weights of one k contiguous; rows past n1 in the last panel are zero.
+     * MR weight rows by NT tokens over kl, outer-product form: for each k, the NT packed
+     * activations (two vectors) times each row's weight broadcast; 12 accumulators. They start
+     * from zero on the first K block and from {@code acc} after it, so every output is one FMA
+     * chain in k order. Weight rows at wo + i * kl, accumulators at ao + i * as + lane.
      */
-    private static void pack(WeightMatrix w, int n0, int n1, int k0, int kl, Scratch s) {
-        int K = w.cols();
-        float[] p = s.packed;
-        float[] row = s.row;
-        int rows = n1 - n0;
-        int padded = (rows + NR - 1) / NR * NR;
-        for (int j = 0; j < padded; j++) {
-            int base = (j / NR) * NR * kl + j % NR;
-            if (j < rows) {
-                decodeRun(w.dtype(), w.data(), (long) (n0 + j) * K + k0, kl, row, 0);
-                for (int k = 0; k < kl; k++) {
-                    p[base + k * NR] = row[k];
-                }
-            } else {
-                for (int k = 0; k < kl; k++) {
-                    p[base + k * NR] = 0f;
-                }
-            }
-        }
-    }
-
-    /** {@link #micro} for a partial tile (rows &lt; MR or cols &lt; NR) through the out tile. */
-    private static void microViaTile(float[] x, int xo, int xs, int rows, int cols, Scratch s, int po, int kl,
-                                     float[] out, int oo, int os, boolean first) {
-        float[] tile = s.outTile;
-        if (!first) {
-            for (int i = 0; i < rows; i++) {
-                System.arraycopy(out, oo + i * os, tile, i * NR, cols);
-            }
-        }
-        // tokens past `rows` read in-bounds scratch; their results are dropped
-        micro(x, xo, xs, s.packed, po, kl, tile, 0, NR, first);
-        for (int i = 0; i < rows; i++) {
-            System.arraycopy(tile, i * NR, out, oo + i * os, cols);
-        }
-    }
-
-    /**
-     * MR tokens by NR weight rows over kl, outer-product form: for each k, NR packed weights
-     * (two vectors) times each token's x[k] broadcast, 12 accumulators at 8 lanes. Accumulators
-     * start from zero on the first K block and from {@code out} after it, so each output is one
-     * FMA chain in k order. x rows at xo + i * xs, outputs at oo + i * os + c.
-     */
-    private static void micro(float[] x, int xo, int xs, float[] p, int po, int kl,
-                              float[] out, int oo, int os, boolean first) {
-        int o0 = oo;
-        int o1 = oo + os;
-        int o2 = oo + 2 * os;
-        int o3 = oo + 3 * os;
-        int o4 = oo + 4 * os;
-        int o5 = oo + 5 * os;
+    private static void micro(float[] xp, int xo, float[] wp, int wo, int kl,
+                              float[] acc, int ao, int as, boolean first) {
+        int a0 = ao;
+        int a1 = ao + as;
+        int a2 = ao + 2 * as;
+        int a3 = ao + 3 * as;
+        int a4 = ao + 4 * as;
+        int a5 = ao + 5 * as;
         FloatVector c00;
         FloatVector c01;
         FloatVector c10;
@@ -450,59 +462,59 @@ final class VectorKernels implements KernelSet {
         if (first) {
             c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = FloatVector.zero(F);
         } else {
-            c00 = FloatVector.fromArray(F, out, o0);
-            c01 = FloatVector.fromArray(F, out, o0 + L);
-            c10 = FloatVector.fromArray(F, out, o1);
-            c11 = FloatVector.fromArray(F, out, o1 + L);
-            c20 = FloatVector.fromArray(F, out, o2);
-            c21 = FloatVector.fromArray(F, out, o2 + L);
-            c30 = FloatVector.fromArray(F, out, o3);
-            c31 = FloatVector.fromArray(F, out, o3 + L);
-            c40 = FloatVector.fromArray(F, out, o4);
-            c41 = FloatVector.fromArray(F, out, o4 + L);
-            c50 = FloatVector.fromArray(F, out, o5);
-            c51 = FloatVector.fromArray(F, out, o5 + L);
+            c00 = FloatVector.fromArray(F, acc, a0);
+            c01 = FloatVector.fromArray(F, acc, a0 + L);
+            c10 = FloatVector.fromArray(F, acc, a1);
+            c11 = FloatVector.fromArray(F, acc, a1 + L);
+            c20 = FloatVector.fromArray(F, acc, a2);
+            c21 = FloatVector.fromArray(F, acc, a2 + L);
+            c30 = FloatVector.fromArray(F, acc, a3);
+            c31 = FloatVector.fromArray(F, acc, a3 + L);
+            c40 = FloatVector.fromArray(F, acc, a4);
+            c41 = FloatVector.fromArray(F, acc, a4 + L);
+            c50 = FloatVector.fromArray(F, acc, a5);
+            c51 = FloatVector.fromArray(F, acc, a5 + L);
         }
-        int x0 = xo;
-        int x1 = xo + xs;
-        int x2 = xo + 2 * xs;
-        int x3 = xo + 3 * xs;
-        int x4 = xo + 4 * xs;
-        int x5 = xo + 5 * xs;
+        int w0 = wo;
+        int w1 = wo + kl;
+        int w2 = wo + 2 * kl;
+        int w3 = wo + 3 * kl;
+        int w4 = wo + 4 * kl;
+        int w5 = wo + 5 * kl;
         for (int k = 0; k < kl; k++) {
-            int pk = po + k * NR;
-            FloatVector w0 = FloatVector.fromArray(F, p, pk);
-            FloatVector w1 = FloatVector.fromArray(F, p, pk + L);
-            FloatVector b = FloatVector.broadcast(F, x[x0 + k]);
-            c00 = b.fma(w0, c00);
-            c01 = b.fma(w1, c01);
-            b = FloatVector.broadcast(F, x[x1 + k]);
-            c10 = b.fma(w0, c10);
-            c11 = b.fma(w1, c11);
-            b = FloatVector.broadcast(F, x[x2 + k]);
-            c20 = b.fma(w0, c20);
-            c21 = b.fma(w1, c21);
-            b = FloatVector.broadcast(F, x[x3 + k]);
-            c30 = b.fma(w0, c30);
-            c31 = b.fma(w1, c31);
-            b = FloatVector.broadcast(F, x[x4 + k]);
-            c40 = b.fma(w0, c40);
-            c41 = b.fma(w1, c41);
-            b = FloatVector.broadcast(F, x[x5 + k]);
-            c50 = b.fma(w0, c50);
-            c51 = b.fma(w1, c51);
+            int xk = xo + k * NT;
+            FloatVector x0 = FloatVector.fromArray(F, xp, xk);
+            FloatVector x1 = FloatVector.fromArray(F, xp, xk + L);
+            FloatVector b = FloatVector.broadcast(F, wp[w0 + k]);
+            c00 = b.fma(x0, c00);
+            c01 = b.fma(x1, c01);
+            b = FloatVector.broadcast(F, wp[w1 + k]);
+            c10 = b.fma(x0, c10);
+            c11 = b.fma(x1, c11);
+            b = FloatVector.broadcast(F, wp[w2 + k]);
+            c20 = b.fma(x0, c20);
+            c21 = b.fma(x1, c21);
+            b = FloatVector.broadcast(F, wp[w3 + k]);
+            c30 = b.fma(x0, c30);
+            c31 = b.fma(x1, c31);
+            b = FloatVector.broadcast(F, wp[w4 + k]);
+            c40 = b.fma(x0, c40);
+            c41 = b.fma(x1, c41);
+            b = FloatVector.broadcast(F, wp[w5 + k]);
+            c50 = b.fma(x0, c50);
+            c51 = b.fma(x1, c51);
         }
-        c00.intoArray(out, o0);
-        c01.intoArray(out, o0 + L);
-        c10.intoArray(out, o1);
-        c11.intoArray(out, o1 + L);
-        c20.intoArray(out, o2);
-        c21.intoArray(out, o2 + L);
-        c30.intoArray(out, o3);
-        c31.intoArray(out, o3 + L);
-        c40.intoArray(out, o4);
-        c41.intoArray(out, o4 + L);
-        c50.intoArray(out, o5);
-        c51.intoArray(out, o5 + L);
+        c00.intoArray(acc, a0);
+        c01.intoArray(acc, a0 + L);
+        c10.intoArray(acc, a1);
+        c11.intoArray(acc, a1 + L);
+        c20.intoArray(acc, a2);
+        c21.intoArray(acc, a2 + L);
+        c30.intoArray(acc, a3);
+        c31.intoArray(acc, a3 + L);
+        c40.intoArray(acc, a4);
+        c41.intoArray(acc, a4 + L);
+        c50.intoArray(acc, a5);
+        c51.intoArray(acc, a5 + L);
     }
 }

@@ -147,10 +147,11 @@ class GemmKernelsTest {
 
     @Test
     void gemmAccumulatesAcrossKBlocksLikeOneChain() {
-        // K spanning several K blocks with a ragged last block, at the production width
-        int K = 3 * VectorKernels.KB + 5;
-        int N = 2 * VectorKernels.NB + 3;
-        int T = VectorKernels.TB + VectorKernels.MR + 1;
+        // K spanning several K blocks with a ragged last block, two row panels (one ragged), two
+        // token blocks (one ragged), at the production width
+        int K = 2 * VectorKernels.KB + 5;
+        int N = VectorKernels.NB + 5;
+        int T = VectorKernels.TB + VectorKernels.NT + 3;
         try (Arena arena = Arena.ofShared()) {
             WeightMatrix w = KernelTestData.weights(arena, DType.BF16, N, K, 77, 1);
             float[] x = KernelTestData.gaussian(T * K, 78);
