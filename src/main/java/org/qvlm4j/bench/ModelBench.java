@@ -90,8 +90,8 @@ public final class ModelBench {
                     bytes += e.data().byteSize();
                 }
             }
-            return new Result(modelDir.getFileName().toString(), ids.length, imageTokens, median(prefill),
-                    decodeTokens, median(decode), bytes);
+            return new Result(modelDir.getFileName().toString(), ids.length, imageTokens, KernelBench.median(prefill),
+                    decodeTokens, KernelBench.median(decode), bytes);
         }
     }
 
@@ -101,11 +101,5 @@ public final class ModelBench {
             t = rng.nextInt(3, vocab);
         } while (t == imageToken);
         return t;
-    }
-
-    static double median(double[] v) {
-        double[] s = v.clone();
-        Arrays.sort(s);
-        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     }
 }

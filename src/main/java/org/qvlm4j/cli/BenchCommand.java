@@ -3,7 +3,9 @@ package org.qvlm4j.cli;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
+import org.qvlm4j.bench.KernelBench;
 import org.qvlm4j.bench.ModelBench;
+import org.qvlm4j.kernels.Parallel;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -61,7 +63,11 @@ final class BenchCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        out.printf("threads %d (set with QVLM4J_JAVA_OPTS=-Dqvlm4j.threads=N)%n", Runtime.getRuntime().availableProcessors());
+        out.printf("threads %d (set with QVLM4J_JAVA_OPTS=-Dqvlm4j.threads=N)%n", Parallel.threadsFromProperty());
+        if (!skipKernels) {
+            out.println(KernelBench.run(KernelBench.Config.defaults()).summary());
+            out.flush();
+        }
         if (!skipModel) {
             Path dir = modelDir != null ? modelDir
                     : ModelBench.ensureRandom7bShaped(workDir, visionLayers, textLayers, seed, m -> {
