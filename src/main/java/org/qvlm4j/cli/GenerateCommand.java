@@ -48,7 +48,7 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "Sampling seed (default: ${DEFAULT-VALUE}).")
     long seed;
 
-    @Option(names = "--template", defaultValue = "LLAVA_HF", paramLabel = "NAME",
+    @Option(names = "--template", defaultValue = "VICUNA_V1", paramLabel = "NAME",
             description = "Prompt template: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
     PromptTemplate template;
 

@@ -10,7 +10,6 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * The tensors of a model directory, whether in one {@code model.safetensors} or sharded through
@@ -23,7 +22,7 @@ import java.util.Set;
  * {@code metadata.total_size} is informational and not checked (HF counts shared storage once).
  * {@link SafeTensorsWriter#writeSharded} writes this layout.
  */
-public final class Checkpoint implements AutoCloseable {
+public final class Checkpoint implements TensorSource, AutoCloseable {
     public static final String SINGLE_FILE = "model.safetensors";
     public static final String INDEX_FILE = "model.safetensors.index.json";
 
@@ -121,25 +120,14 @@ public final class Checkpoint implements AutoCloseable {
         return dir;
     }
 
-    public Set<String> names() {
-        return tensors.keySet();
-    }
-
+    @Override
     public Map<String, TensorEntry> tensors() {
         return tensors;
     }
 
-    public boolean contains(String name) {
-        return tensors.containsKey(name);
-    }
-
-    /** The tensor called name; throws naming the directory and the key when absent. */
-    public TensorEntry get(String name) {
-        TensorEntry e = tensors.get(name);
-        if (e == null) {
-            throw new SafeTensorsException(dir + ": checkpoint has no tensor '" + name + "'");
-        }
-        return e;
+    @Override
+    public String describe() {
+        return dir + " (checkpoint)";
     }
 
     @Override

@@ -29,7 +29,6 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import org.qvlm4j.kernels.DType;
 
 /**
@@ -48,7 +47,7 @@ import org.qvlm4j.kernels.DType;
  * and the offending key and value. Dtypes outside {@link DType} (F8, U16..U64, sub-byte floats)
  * are rejected as unknown.
  */
-public final class SafeTensors implements AutoCloseable {
+public final class SafeTensors implements TensorSource, AutoCloseable {
 
     /** The format's cap on the JSON header size. */
     public static final long MAX_HEADER_BYTES = 100_000_000L;
@@ -277,25 +276,14 @@ public final class SafeTensors implements AutoCloseable {
         return file;
     }
 
-    public Set<String> names() {
-        return tensors.keySet();
-    }
-
+    @Override
     public Map<String, TensorEntry> tensors() {
         return tensors;
     }
 
-    public boolean contains(String name) {
-        return tensors.containsKey(name);
-    }
-
-    /** The tensor called name; throws naming the file and the key when absent. */
-    public TensorEntry get(String name) {
-        TensorEntry e = tensors.get(name);
-        if (e == null) {
-            throw new SafeTensorsException(file + ": no tensor '" + name + "'");
-        }
-        return e;
+    @Override
+    public String describe() {
+        return file.toString();
     }
 
     public Map<String, String> metadata() {
