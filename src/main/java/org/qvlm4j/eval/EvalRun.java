@@ -21,6 +21,7 @@ import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -197,8 +198,8 @@ public final class EvalRun {
             idx[i] = idx[j];
             idx[j] = t;
         }
-        int[] chosen = java.util.Arrays.copyOf(idx, limit);
-        java.util.Arrays.sort(chosen);
+        int[] chosen = Arrays.copyOf(idx, limit);
+        Arrays.sort(chosen);
         List<ScienceQaProblem> out = new ArrayList<>(limit);
         for (int i : chosen) {
             out.add(split.get(i));

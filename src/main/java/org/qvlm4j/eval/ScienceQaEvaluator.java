@@ -1,6 +1,7 @@
 package org.qvlm4j.eval;
 
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentHashMap;
@@ -250,7 +251,7 @@ public final class ScienceQaEvaluator {
             }
             logits = session.decode(token);
         }
-        return java.util.Arrays.copyOf(out, n);
+        return Arrays.copyOf(out, n);
     }
 
     /** The prediction for a problem from its generated ids. */

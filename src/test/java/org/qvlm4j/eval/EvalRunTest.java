@@ -330,4 +330,36 @@ class EvalRunTest {
         }
         assertEquals(0, seen.getLast().etaSeconds());
     }
+
+    @Test
+    void randomFallbackScoresFailuresButStillCountsThem() throws Exception {
+        List<ScienceQaProblem> split = data.split("test");
+        try (LlavaTokenizer tok = LlavaTokenizer.load(fx.model); LlavaModel model = LlavaModel.load(fx.model)) {
+            ClipImageProcessor proc = ClipImageProcessor.forModelDir(fx.model, PadMode.PAD_TO_SQUARE);
+            ScienceQaEvaluator.Settings d = ScienceQaEvaluator.Settings.defaults();
+            ScienceQaEvaluator.Settings fb = new ScienceQaEvaluator.Settings(d.template(), d.maxNewTokens(), d.padMode(),
+                    true, 5);
+            List<Prediction> plain = new ArrayList<>();
+            new ScienceQaEvaluator(model, tok, proc, d).evaluate(split, 1, plain::add);
+            List<Prediction> a = new ArrayList<>();
+            List<Prediction> b = new ArrayList<>();
+            new ScienceQaEvaluator(model, tok, proc, fb).evaluate(split, 2, a::add);
+            new ScienceQaEvaluator(model, tok, proc, fb).evaluate(split, 1, b::add);
+            assertEquals(a, b);
+            int failures = 0;
+            for (int i = 0; i < split.size(); i++) {
+                Prediction x = a.get(i);
+                assertEquals(plain.get(i).output(), x.output());
+                assertEquals(plain.get(i).parseFailed(), x.parseFailed());
+                if (x.parseFailed()) {
+                    failures++;
+                    assertTrue(x.predicted() >= 0 && x.predicted() < split.get(i).choices().size());
+                    assertEquals(x.predicted() == split.get(i).answer(), x.correct());
+                } else {
+                    assertEquals(plain.get(i), x);
+                }
+            }
+            assertTrue(failures > 0, "the random model should fail to answer some problems");
+        }
+    }
 }
