@@ -190,6 +190,11 @@ public final class LlavaModel implements AutoCloseable {
             return cache.capacity();
         }
 
+        /** Empties the cache so the session can take a new prompt without reallocating. */
+        public void reset() {
+            cache.clear();
+        }
+
         /** Appends the prompt (with its image, or null) and returns the logits (V) of its last token. */
         public float[] prefill(int[] ids, float[] pixels) {
             if (ids.length == 0) {
