@@ -353,4 +353,32 @@ class CalibrateCommandTest {
             assertTrue(s.noneMatch(p -> p.getFileName().toString().startsWith("replace.tmp")));
         }
     }
+
+    @Test
+    void loaderRejectsForeignOrInconsistentDirectories() throws Exception {
+        Path copy = tmp.resolve("tampered");
+        Files.createDirectories(copy);
+        Files.copy(runA.resolve(CalibrationStats.TENSORS_FILE), copy.resolve(CalibrationStats.TENSORS_FILE));
+        String manifest = Files.readString(runA.resolve(CalibrationStats.MANIFEST_FILE));
+
+        Files.writeString(copy.resolve(CalibrationStats.MANIFEST_FILE), manifest.replace(CalibrationStats.FORMAT, "other"));
+        IllegalArgumentException format = assertThrows(IllegalArgumentException.class, () -> CalibrationStats.load(copy));
+        assertTrue(format.getMessage().contains("format") && format.getMessage().contains("other"), format.getMessage());
+
+        Files.writeString(copy.resolve(CalibrationStats.MANIFEST_FILE),
+                manifest.replace("\"channel_absmax\"", "\"channel_median\""));
+        IllegalArgumentException missing = assertThrows(IllegalArgumentException.class, () -> CalibrationStats.load(copy));
+        assertTrue(missing.getMessage().contains(".channel_median"), missing.getMessage());
+
+        IllegalArgumentException none = assertThrows(IllegalArgumentException.class,
+                () -> CalibrationStats.load(tmp.resolve("nowhere")));
+        assertTrue(none.getMessage().contains(CalibrationStats.MANIFEST_FILE), none.getMessage());
+
+        try (CalibrationStats st = CalibrationStats.load(runA)) {
+            IllegalArgumentException stat = assertThrows(IllegalArgumentException.class,
+                    () -> st.floats("lm_head.in", "hessian"));
+            assertTrue(stat.getMessage().contains("no statistic 'hessian'"), stat.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> st.floats("lm_head.out", "min"));
+        }
+    }
 }
