@@ -165,7 +165,7 @@ final class VectorKernels implements KernelSet {
         for (; i + L <= n; i += L) {
             s0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), s0);
         }
-        float acc = s0.add(s1).add(s2.add(s3)).reduceLanes(VectorOperators.ADD);
+        float acc = sumLanes(s0.add(s1).add(s2.add(s3)));
         for (; i < n; i++) {
             acc = Math.fma(a[aOff + i], b[bOff + i], acc);
         }
@@ -282,10 +282,23 @@ final class VectorKernels implements KernelSet {
 
     private static void finish4(float[] x, WeightMatrix w, float[] out, int r, int bound,
                                 FloatVector a0, FloatVector a1, FloatVector a2, FloatVector a3) {
-        out[r] = rowTail(x, w, r, bound, a0.reduceLanes(VectorOperators.ADD));
-        out[r + 1] = rowTail(x, w, r + 1, bound, a1.reduceLanes(VectorOperators.ADD));
-        out[r + 2] = rowTail(x, w, r + 2, bound, a2.reduceLanes(VectorOperators.ADD));
-        out[r + 3] = rowTail(x, w, r + 3, bound, a3.reduceLanes(VectorOperators.ADD));
+        out[r] = rowTail(x, w, r, bound, sumLanes(a0));
+        out[r + 1] = rowTail(x, w, r + 1, bound, sumLanes(a1));
+        out[r + 2] = rowTail(x, w, r + 2, bound, sumLanes(a2));
+        out[r + 3] = rowTail(x, w, r + 3, bound, sumLanes(a3));
+    }
+
+    /**
+     * Sum of the lanes in a fixed pairwise order (lane i + lane i + L/2, halving until one lane).
+     * {@code reduceLanes(ADD)} leaves the order unspecified, and the interpreted and compiled forms
+     * of it do differ, so a forward pass would change its last bits once the JIT compiles it;
+     * whole-lane shifts and lane-wise adds are exact, so this order is the same everywhere.
+     */
+    static float sumLanes(FloatVector v) {
+        for (int half = L / 2; half >= 1; half /= 2) {
+            v = v.add(v.slice(half));
+        }
+        return v.lane(0);
     }
 
     /** One row with the same per-element arithmetic as the 4-row tiles. */
@@ -307,7 +320,7 @@ final class VectorKernels implements KernelSet {
             };
             a = wv.fma(xv, a);
         }
-        return rowTail(x, w, r, bound, a.reduceLanes(VectorOperators.ADD));
+        return rowTail(x, w, r, bound, sumLanes(a));
     }
 
     /** acc + sum over k in [from, K) of x[k] * w[r, k], in order, with scalar FMA. */

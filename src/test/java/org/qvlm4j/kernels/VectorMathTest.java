@@ -40,6 +40,51 @@ class VectorMathTest {
         }
     }
 
+    /**
+     * The vector dot's summation order written out in scalar code: four lane-wise FMA chains over
+     * blocks of 4L, single-vector blocks into the first chain, (s0 + s1) + (s2 + s3) lane-wise,
+     * the fixed pairwise lane tree, then the scalar tail. Bit equality pins the order, so the
+     * result cannot change between interpreted and JIT-compiled code.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("species")
+    void dotFollowsItsDocumentedOrderExactly(VectorSpecies<Float> sp) {
+        int L = sp.length();
+        for (int n : LENGTHS) {
+            float[] a = KernelTestData.gaussian(n + 5, 3 * n);
+            float[] b = KernelTestData.gaussian(n + 2, 3 * n + 1);
+            float[][] acc = new float[4][L];
+            int bound = n - n % (4 * L);
+            int i = 0;
+            for (; i < bound; i += 4 * L) {
+                for (int c = 0; c < 4; c++) {
+                    for (int l = 0; l < L; l++) {
+                        acc[c][l] = Math.fma(a[5 + i + c * L + l], b[2 + i + c * L + l], acc[c][l]);
+                    }
+                }
+            }
+            for (; i + L <= n; i += L) {
+                for (int l = 0; l < L; l++) {
+                    acc[0][l] = Math.fma(a[5 + i + l], b[2 + i + l], acc[0][l]);
+                }
+            }
+            float[] lanes = new float[L];
+            for (int l = 0; l < L; l++) {
+                lanes[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+            }
+            for (int half = L / 2; half >= 1; half /= 2) {
+                for (int l = 0; l < half; l++) {
+                    lanes[l] = lanes[l] + lanes[l + half];
+                }
+            }
+            float want = lanes[0];
+            for (; i < n; i++) {
+                want = Math.fma(a[5 + i], b[2 + i], want);
+            }
+            assertEquals(Float.floatToIntBits(want), Float.floatToIntBits(VectorMath.dot(sp, a, 5, b, 2, n)), "n=" + n);
+        }
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("species")
     void axpyIsBitIdenticalToScalarFma(VectorSpecies<Float> sp) {
