@@ -30,6 +30,10 @@ import java.util.Locale;
  * blocks. Weight ranges always come from the weight itself; activation ranges are either dynamic
  * (from the tensor being quantized) or static (supplied by calibration).
  *
+ * <p>Fields: {@code groupSize} is the PER_GROUP group size or the NF4 block size (0 otherwise);
+ * {@code dynamic} applies to activations only; {@code doubleQuantBlock} is the NF4 double
+ * quantization block (0 = off). {@link #qmin()}/{@link #qmax()} give the integer code range.
+ *
  * <p>Left out: per-group static activation ranges (rejected), non-uniform formats other than NF4,
  * stochastic rounding.
  */
