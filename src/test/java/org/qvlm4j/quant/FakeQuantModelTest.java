@@ -25,11 +25,11 @@ class FakeQuantModelTest {
     /** Relative L2 error of W8A8 logits vs FP that the tiny model must stay under. */
     static final double W8A8_MAX_REL_ERR = 0.05;
     /**
-     * The runtime's vector reductions change their summation order when the JIT compiles them, so
-     * logits are bit-stable only after warm-up: forward until this many consecutive runs agree.
+     * The runtime's vector reductions change their summation order when the JIT recompiles them, so
+     * two FP forwards agree bit for bit only if no recompilation fell between them: bit-identity is
+     * checked inside a window (FP, tested, FP) whose two FP runs agree, retried this many times.
      */
-    static final int STABLE_RUNS = 5;
-    static final int MAX_WARMUP_RUNS = 300;
+    static final int MAX_WINDOWS = 50;
 
     static LlavaModel model;
     static int[] ids;
@@ -50,11 +50,6 @@ class FakeQuantModelTest {
             pixels = ref.get("pixel_values").toFloatArray();
         }
         fpLogits = model.forward(ids, pixels);
-        for (int run = 0, same = 0; same < STABLE_RUNS && run < MAX_WARMUP_RUNS; run++) {
-            float[] next = model.forward(ids, pixels);
-            same = java.util.Arrays.equals(next, fpLogits) ? same + 1 : 0;
-            fpLogits = next;
-        }
         Map<String, float[][]> acc = new HashMap<>();
         model.setActivationTap((site, data, rows, cols) -> {
             if (!site.endsWith(".in") || TensorCategory.find(site.substring(0, site.length() - 3)).isEmpty()) {
@@ -115,12 +110,28 @@ class FakeQuantModelTest {
 
     @Test
     void emptyPlanGivesBitIdenticalLogits() {
-        assertArrayEquals(fpLogits, run(QuantPlan.none(), null));
-        assertTrue(originals.isEmpty());
+        int stableWindows = 0;
+        for (int w = 0; w < MAX_WINDOWS; w++) {
+            float[] before = model.forward(ids, pixels);
+            float[] tested = run(QuantPlan.none(), null);
+            float[] after = model.forward(ids, pixels);
+            if (java.util.Arrays.equals(before, after)) {
+                stableWindows++;
+                assertArrayEquals(before, tested, "empty plan changed the logits");
+                if (stableWindows == 2) {
+                    return;
+                }
+            }
+        }
+        throw new AssertionError("the FP forward never repeated bit for bit in " + MAX_WINDOWS + " windows");
     }
 
     @Test
     void errorGrowsAsBitsShrink() {
+        Map<String, WeightMatrix> before = new HashMap<>();
+        for (Linear l : model.linears()) {
+            before.put(l.name(), l.weight());
+        }
         double e8 = relErr(run(QuantPlan.preset(QuantPreset.W8A8), null), fpLogits);
         double e6 = relErr(run(QuantPlan.preset(QuantPreset.W6A6), null), fpLogits);
         double e4 = relErr(run(QuantPlan.preset(QuantPreset.W4A4), null), fpLogits);
@@ -132,7 +143,9 @@ class FakeQuantModelTest {
         assertTrue(w8a16 > 0 && w8a16 < w4a16, "W8A16 " + w8a16 + " vs W4A16 " + w4a16);
         double nf4 = relErr(run(QuantPlan.builder().override("all=nf4-b64-dq256").build(), null), fpLogits);
         assertTrue(nf4 > w8a16, "NF4 weights " + nf4 + " vs 8-bit weights " + w8a16);
-        assertArrayEquals(fpLogits, model.forward(ids, pixels), "restore puts the FP weights back");
+        for (Linear l : model.linears()) {
+            assertTrue(before.get(l.name()) == l.weight(), "restore puts back the original weight of " + l.name());
+        }
     }
 
     @Test
