@@ -22,7 +22,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * The quantized kernels at 128, 256 and 512 bits against a double-precision product on the
  * dequantized weights and against their scalar twins in {@link QuantGemmRef}: weight-only GEMV and
  * GEMM for INT8/INT6/INT4/NF4 (symmetric and asymmetric, per row with odd K and per group of
- * 32/64/128 including an INT6 half block), and the integer product (int8/int4 activations, dynamic
+ * 32/64/96/128 including an INT6 half block), and the integer product (int8/int4 activations, dynamic
  * per token or group, static) which must equal its twin bit for bit. Codes sit at odd byte offsets
  * off-heap; 1 and 2 threads must agree bit for bit.
  */
@@ -33,7 +33,7 @@ class QuantKernelsTest {
 
     /** (K, group size) pairs; group == K is per-row quantization. */
     static final int[][] SHAPES = {{1, 1}, {7, 7}, {33, 33}, {100, 100}, {130, 130},
-        {64, 32}, {96, 32}, {160, 32}, {192, 64}, {256, 128}};
+        {192, 96}, {96, 32}, {160, 32}, {192, 64}, {256, 128}};
     static final int[] NS = {1, 5, 34, 70};
 
     static Parallel one;
@@ -117,7 +117,7 @@ class QuantKernelsTest {
             int G = shape[1];
             int N = NS[i % NS.length];
             PackedMatrix w = weights(f, N, K, G, symmetric, 100 + i);
-            for (int T : new int[] {1, 3, 17}) {
+            for (int T : new int[] {1, 9}) {
                 String what = sp + " " + f + (symmetric ? " sym" : "") + " T=" + T + " N=" + N + " K=" + K + " G=" + G;
                 float[] x = KernelTestData.gaussian(T * K, 7 * i + T);
                 float[] ref = new float[T * N];
@@ -153,7 +153,7 @@ class QuantKernelsTest {
             int N = NS[i % NS.length];
             PackedMatrix w = weights(f, N, K, G, symmetric, 300 + i);
             for (int bits : new int[] {8, 4}) {
-                for (int T : new int[] {1, 4}) {
+                for (int T : new int[] {1, 3}) {
                     float[] x = KernelTestData.gaussian(T * K, 11 * i + T + bits);
                     List<QuantizedActivations> variants = new ArrayList<>();
                     variants.add(QuantizedActivations.quantizeDynamic(x, T, K, bits, K));
