@@ -320,7 +320,7 @@ final class QuantVectorKernels implements QuantKernelSet {
             acc0 = e0.add(d0).fma(s0, acc0);
         }
         float tail0 = scalarTail(w, seg, o0, r0, xp, full);
-        out[r0] = acc0.reduceLanes(VectorOperators.ADD) + tail0 - zeroTerm(xsum, w, r0);
+        out[r0] = sumLanes(acc0) + tail0 - zeroTerm(xsum, w, r0);
     }
 
     /** INT8 rows r0, r1 in packed-lane form: 4 byte fields per int lane, as {@link #gemv1Int4}. */
@@ -369,8 +369,8 @@ final class QuantVectorKernels implements QuantKernelSet {
         }
         float tail0 = scalarTail(w, seg, o0, r0, xp, full);
         float tail1 = scalarTail(w, seg, o1, r1, xp, full);
-        out[r1] = acc1.reduceLanes(VectorOperators.ADD) + tail1 - zeroTerm(xsum, w, r1);
-        out[r0] = acc0.reduceLanes(VectorOperators.ADD) + tail0 - zeroTerm(xsum, w, r0);
+        out[r1] = sumLanes(acc1) + tail1 - zeroTerm(xsum, w, r1);
+        out[r0] = sumLanes(acc0) + tail0 - zeroTerm(xsum, w, r0);
     }
 
     /**
@@ -398,7 +398,7 @@ final class QuantVectorKernels implements QuantKernelSet {
             acc = al.add(ah).fma(FloatVector.broadcast(F, sc[r * groups + g]), acc);
         }
         int full = vec == G ? w.cols() : vec;
-        return acc.reduceLanes(VectorOperators.ADD) + scalarTail(w, seg, o, r, xp, full);
+        return sumLanes(acc) + scalarTail(w, seg, o, r, xp, full);
     }
 
     /** sum over k in [from, K) of s_(k/G) * value(code k) * x[k] (the unpermuted tail). */
@@ -460,7 +460,7 @@ final class QuantVectorKernels implements QuantKernelSet {
         for (int k = blocks * QuantFormat.INT6_BLOCK; k < K; k++) {
             tail = Math.fma(sc[r * groups + k / G] * PackedMatrix.codeAt(QuantFormat.INT6, seg, o, k), x[k], tail);
         }
-        return acc.reduceLanes(VectorOperators.ADD) + tail - zeroTerm(xsum, w, r);
+        return sumLanes(acc) + tail - zeroTerm(xsum, w, r);
     }
 
     // ---- weight-only GEMM ---------------------------------------------------------------
@@ -722,4 +722,13 @@ final class QuantVectorKernels implements QuantKernelSet {
         }
         return blocks * QuantFormat.INT6_BLOCK;
     }
+
+    /** Lane sum in a fixed pairwise order, as {@link VectorKernels#sumLanes}: the same bits interpreted or compiled. */
+    private static float sumLanes(FloatVector v) {
+        for (int half = L / 2; half >= 1; half /= 2) {
+            v = v.add(v.slice(half));
+        }
+        return v.lane(0);
+    }
+
 }
