@@ -138,7 +138,8 @@ public final class Trainer {
     }
 
     /** What {@link #train} did: the log of every step so far and whether the run reached its last step. */
-    public record Result(List<LogRow> log, int stepsDone, int totalSteps, boolean finished, double secondsThisRun) {
+    public record Result(List<LogRow> log, int stepsDone, int totalSteps, boolean finished, double secondsThisRun,
+                         long examplesThisRun, long tokensThisRun) {
     }
 
     /** Header of the loss-log CSV. */
@@ -300,7 +301,8 @@ public final class Trainer {
                 pool.shutdownNow();
             }
         }
-        return new Result(List.copyOf(log), end, totalSteps, end == totalSteps, (System.nanoTime() - t0) / 1e9);
+        return new Result(List.copyOf(log), Math.max(start, end), totalSteps, end == totalSteps,
+                (System.nanoTime() - t0) / 1e9, examplesThisRun, tokensThisRun);
     }
 
     /**
