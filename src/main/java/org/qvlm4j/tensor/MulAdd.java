@@ -11,15 +11,22 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Each element of C is a single fused multiply-add chain over k = 0 .. K-1 starting from zero,
  * then added to C. The Vector API kernel keeps a 4-row by one-vector tile of those chains in
- * registers (one load of B per four FMAs); its scalar twin {@link #mulAddRef} runs the same chains
+ * registers (a 4-row by two-vector tile where N allows: two loads of B per eight FMAs); its scalar twin {@link #mulAddRef} runs the same chains
  * with {@link Math#fma}. Because lanes never mix, the two agree bit for bit whatever the vector
  * width and however the rows are split over threads, which is what makes training deterministic.
- * About 15 GFLOP/s on one AVX2 core for a (256, 688) x (688, 256) product, six times the plain
+ * When B is larger than a core's L2 cache the loops over column panels and row tiles swap, so a
+ * (K, 2v) panel of B stays in cache across row tiles; the order of the loops does not change any
+ * chain, so results are the same bits either way. About 15 GFLOP/s on one AVX2 core for a (256, 688) x (688, 256) product, six times the plain
  * auto-vectorised axpy loop.
  */
 final class MulAdd {
     private static final VectorSpecies<Float> PREFERRED = FloatVector.SPECIES_PREFERRED;
     private static final int ROW_TILE = 4;
+    /**
+     * Above this size of B (bytes, about a core's L2) the column panels go in the outer loop so B
+     * is read from memory once instead of once per row tile; below it, row tiles go outside.
+     */
+    private static final long PANEL_FIRST_BYTES = 256 * 1024;
 
     private MulAdd() {
     }
@@ -44,16 +51,133 @@ final class MulAdd {
      */
     static void mulAddRows(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff,
                            float[] c, int cOff, int K, int N, int m0, int m1) {
+        int j0 = 0;
+        if ((long) K * N * Float.BYTES > PANEL_FIRST_BYTES) {
+            j0 = panelsFirst(a, aOff, aRow, aCol, b, bOff, c, cOff, K, N, m0, m1);
+        }
+        rowsFirst(a, aOff, aRow, aCol, b, bOff, c, cOff, K, N, m0, m1, j0);
+    }
+
+    /**
+     * Columns [0, 2v * floor(N / 2v)) of rows [m0, m1), two-vector column panels in the outer loop,
+     * so one (K, 2v) panel of B stays in cache while every row tile runs over it. Returns the
+     * first column not done.
+     */
+    private static int panelsFirst(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff,
+                                   float[] c, int cOff, int K, int N, int m0, int m1) {
         final VectorSpecies<Float> sp = PREFERRED;
         int vl = sp.length();
-        int jv = sp.loopBound(N);
+        int jEnd = N / (2 * vl) * (2 * vl);
+        for (int j = 0; j < jEnd; j += 2 * vl) {
+            int m = m0;
+            for (; m + ROW_TILE <= m1; m += ROW_TILE) {
+                int a0 = aOff + m * aRow;
+                int a1 = a0 + aRow;
+                int a2 = a1 + aRow;
+                int a3 = a2 + aRow;
+                FloatVector acc0 = FloatVector.zero(sp);
+                FloatVector acc1 = FloatVector.zero(sp);
+                FloatVector acc2 = FloatVector.zero(sp);
+                FloatVector acc3 = FloatVector.zero(sp);
+                FloatVector acc4 = FloatVector.zero(sp);
+                FloatVector acc5 = FloatVector.zero(sp);
+                FloatVector acc6 = FloatVector.zero(sp);
+                FloatVector acc7 = FloatVector.zero(sp);
+                for (int k = 0; k < K; k++) {
+                    int bo = bOff + k * N + j;
+                    FloatVector bv = FloatVector.fromArray(sp, b, bo);
+                    FloatVector bw = FloatVector.fromArray(sp, b, bo + vl);
+                    int ak = k * aCol;
+                    FloatVector x0 = FloatVector.broadcast(sp, a[a0 + ak]);
+                    acc0 = bv.fma(x0, acc0);
+                    acc4 = bw.fma(x0, acc4);
+                    FloatVector x1 = FloatVector.broadcast(sp, a[a1 + ak]);
+                    acc1 = bv.fma(x1, acc1);
+                    acc5 = bw.fma(x1, acc5);
+                    FloatVector x2 = FloatVector.broadcast(sp, a[a2 + ak]);
+                    acc2 = bv.fma(x2, acc2);
+                    acc6 = bw.fma(x2, acc6);
+                    FloatVector x3 = FloatVector.broadcast(sp, a[a3 + ak]);
+                    acc3 = bv.fma(x3, acc3);
+                    acc7 = bw.fma(x3, acc7);
+                }
+                int c0 = cOff + m * N + j;
+                addInto(sp, acc0, c, c0);
+                addInto(sp, acc1, c, c0 + N);
+                addInto(sp, acc2, c, c0 + 2 * N);
+                addInto(sp, acc3, c, c0 + 3 * N);
+                addInto(sp, acc4, c, c0 + vl);
+                addInto(sp, acc5, c, c0 + N + vl);
+                addInto(sp, acc6, c, c0 + 2 * N + vl);
+                addInto(sp, acc7, c, c0 + 3 * N + vl);
+            }
+            for (; m < m1; m++) {
+                int ar = aOff + m * aRow;
+                FloatVector acc0 = FloatVector.zero(sp);
+                FloatVector acc1 = FloatVector.zero(sp);
+                for (int k = 0; k < K; k++) {
+                    int bo = bOff + k * N + j;
+                    FloatVector x = FloatVector.broadcast(sp, a[ar + k * aCol]);
+                    acc0 = FloatVector.fromArray(sp, b, bo).fma(x, acc0);
+                    acc1 = FloatVector.fromArray(sp, b, bo + vl).fma(x, acc1);
+                }
+                addInto(sp, acc0, c, cOff + m * N + j);
+                addInto(sp, acc1, c, cOff + m * N + j + vl);
+            }
+        }
+        return jEnd;
+    }
+
+    /** Columns [j0, N) of rows [m0, m1), row tiles in the outer loop. */
+    private static void rowsFirst(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff,
+                                  float[] c, int cOff, int K, int N, int m0, int m1, int j0) {
+        final VectorSpecies<Float> sp = PREFERRED;
+        int vl = sp.length();
+        int jv = Math.max(j0, sp.loopBound(N));
         int m = m0;
         for (; m + ROW_TILE <= m1; m += ROW_TILE) {
             int a0 = aOff + m * aRow;
             int a1 = a0 + aRow;
             int a2 = a1 + aRow;
             int a3 = a2 + aRow;
-            for (int j = 0; j < jv; j += vl) {
+            int j = j0;
+            for (; j + 2 * vl <= jv; j += 2 * vl) {
+                FloatVector acc0 = FloatVector.zero(sp);
+                FloatVector acc1 = FloatVector.zero(sp);
+                FloatVector acc2 = FloatVector.zero(sp);
+                FloatVector acc3 = FloatVector.zero(sp);
+                FloatVector acc4 = FloatVector.zero(sp);
+                FloatVector acc5 = FloatVector.zero(sp);
+                FloatVector acc6 = FloatVector.zero(sp);
+                FloatVector acc7 = FloatVector.zero(sp);
+                for (int k = 0; k < K; k++) {
+                    int bo = bOff + k * N + j;
+                    FloatVector bv = FloatVector.fromArray(sp, b, bo);
+                    FloatVector bw = FloatVector.fromArray(sp, b, bo + vl);
+                    int ak = k * aCol;
+                    FloatVector x0 = FloatVector.broadcast(sp, a[a0 + ak]);
+                    acc0 = bv.fma(x0, acc0);
+                    acc4 = bw.fma(x0, acc4);
+                    FloatVector x1 = FloatVector.broadcast(sp, a[a1 + ak]);
+                    acc1 = bv.fma(x1, acc1);
+                    acc5 = bw.fma(x1, acc5);
+                    FloatVector x2 = FloatVector.broadcast(sp, a[a2 + ak]);
+                    acc2 = bv.fma(x2, acc2);
+                    acc6 = bw.fma(x2, acc6);
+                    FloatVector x3 = FloatVector.broadcast(sp, a[a3 + ak]);
+                    acc3 = bv.fma(x3, acc3);
+                    acc7 = bw.fma(x3, acc7);
+                }
+                addInto(sp, acc0, c, cOff + m * N + j);
+                addInto(sp, acc1, c, cOff + (m + 1) * N + j);
+                addInto(sp, acc2, c, cOff + (m + 2) * N + j);
+                addInto(sp, acc3, c, cOff + (m + 3) * N + j);
+                addInto(sp, acc4, c, cOff + m * N + j + vl);
+                addInto(sp, acc5, c, cOff + (m + 1) * N + j + vl);
+                addInto(sp, acc6, c, cOff + (m + 2) * N + j + vl);
+                addInto(sp, acc7, c, cOff + (m + 3) * N + j + vl);
+            }
+            for (; j < jv; j += vl) {
                 FloatVector acc0 = FloatVector.zero(sp);
                 FloatVector acc1 = FloatVector.zero(sp);
                 FloatVector acc2 = FloatVector.zero(sp);
@@ -77,7 +201,7 @@ final class MulAdd {
         }
         for (; m < m1; m++) {
             int ar = aOff + m * aRow;
-            for (int j = 0; j < jv; j += vl) {
+            for (int j = j0; j < jv; j += vl) {
                 FloatVector acc = FloatVector.zero(sp);
                 for (int k = 0; k < K; k++) {
                     FloatVector bv = FloatVector.fromArray(sp, b, bOff + k * N + j);

@@ -25,12 +25,13 @@ import org.qvlm4j.kernels.WeightMatrix;
  * ({@code Gemm.matmul} with an F32 {@code WeightMatrix} over the weight array). The backward of
  * {@link #linear} (dX = dY W, dW = dY^T X, reading dY transposed in place) and both directions of
  * {@link #matmul} use {@link MulAdd}, a register-tiled Vector API kernel with a bit-identical scalar
- * twin, split over rows with {@link ParallelLoop}. {@link #attention} is scalar but split over
+ * twin, split over rows with {@link ParallelLoop}. {@link #attention} runs its four products per
+ * head (scores, output, and in backward dP, dQ, dK, dV) through the same kernel, split over
  * key/value heads. Everything else (norms, activations, softmax, RoPE, embedding, concat/slice,
  * losses, fake quantization) is a single-threaded scalar loop; these are memory-bound and cheap next
  * to the products at the sizes we train. For training speed the next steps are: fusing norm +
  * linear and activation + linear to save passes over activations; a flash-style attention that
- * does not keep the (H, T, T) probabilities and runs its inner products through a vector kernel;
+ * does not keep the (H, T, T) probabilities and skips the masked half of causal scores;
  * a fused softmax-cross-entropy over the vocabulary; and reusing activation buffers across steps
  * instead of allocating every op's output.
  *
@@ -398,22 +399,48 @@ public final class Ops {
 
     /** quick_gelu (CLIP): x sigmoid(1.702 x); d = s + 1.702 x s (1 - s). */
     public static Tensor quickGelu(Tape tape, Tensor x) {
-        return pointwise(tape, "quickGelu", x,
-                v -> v * sigmoid(QUICK_GELU_ALPHA * v),
-                v -> {
-                    double s = sigmoid(QUICK_GELU_ALPHA * v);
-                    return s + QUICK_GELU_ALPHA * v * s * (1.0 - s);
-                });
+        float[] xd = x.data();
+        float[] y = new float[xd.length];
+        double[] sig = new double[xd.length]; // kept for backward: the exp is the costly part
+        for (int i = 0; i < y.length; i++) {
+            double v = xd[i];
+            double sv = sigmoid(QUICK_GELU_ALPHA * v);
+            sig[i] = sv;
+            y[i] = (float) (v * sv);
+        }
+        Tensor out = Tensor.of(y, x.shape());
+        return tape.record("quickGelu", out, () -> {
+            float[] dy = out.grad();
+            float[] dx = x.gradOrCreate();
+            for (int i = 0; i < dy.length; i++) {
+                double v = xd[i];
+                double sv = sig[i];
+                dx[i] += (float) (dy[i] * (sv + QUICK_GELU_ALPHA * v * sv * (1.0 - sv)));
+            }
+        }, x);
     }
 
     /** SiLU (swish): x sigmoid(x); d = s (1 + x (1 - s)). */
     public static Tensor silu(Tape tape, Tensor x) {
-        return pointwise(tape, "silu", x,
-                v -> v * sigmoid(v),
-                v -> {
-                    double s = sigmoid(v);
-                    return s * (1.0 + v * (1.0 - s));
-                });
+        float[] xd = x.data();
+        float[] y = new float[xd.length];
+        double[] sig = new double[xd.length]; // kept for backward: the exp is the costly part
+        for (int i = 0; i < y.length; i++) {
+            double v = xd[i];
+            double sv = sigmoid(v);
+            sig[i] = sv;
+            y[i] = (float) (v * sv);
+        }
+        Tensor out = Tensor.of(y, x.shape());
+        return tape.record("silu", out, () -> {
+            float[] dy = out.grad();
+            float[] dx = x.gradOrCreate();
+            for (int i = 0; i < dy.length; i++) {
+                double v = xd[i];
+                double sv = sig[i];
+                dx[i] += (float) (dy[i] * (sv * (1.0 + v * (1.0 - sv))));
+            }
+        }, x);
     }
 
     /** Softmax over the last axis, x (..., D). Backward: dx = y (dy - sum(dy y)). */
@@ -450,8 +477,9 @@ public final class Ops {
      * {@code eager_attention_forward}): q (T, H*Hd), k and v (T, Hkv*Hd) → (T, H*Hd). Query head h
      * reads key/value head h / (H / Hkv). Scores are q.k / sqrt(Hd); {@code causal} masks keys after
      * the query position (LLaMA), otherwise all keys are visible (CLIP). The (H, T, T) probabilities
-     * are kept for backward: with dP_j = dO.v_j and dS_j = P_j (dP_j - sum_i P_i dP_i),
-     * dv_j += P_j dO, dq += scale * sum_j dS_j k_j, dk_j += scale * dS_j q.
+     * are kept for backward: with dP = dO V^T and dS = scale * P (dP - rowsum(P dP)),
+     * dV += P^T dO, dQ += dS K, dK += dS^T Q. Per head these are four dense products on
+     * {@link MulAdd}; causal rows hold exact zeros beyond the diagonal, which add nothing.
      */
     public static Tensor attention(Tape tape, Tensor q, Tensor k, Tensor v, int heads, int kvHeads, boolean causal) {
         require(heads > 0 && kvHeads > 0 && heads % kvHeads == 0, "attention",
@@ -468,23 +496,30 @@ public final class Ops {
         float[] qd = q.data();
         float[] kd = k.data();
         float[] vd = v.data();
-        float[] p = new float[heads * T * T]; // (H, T, T)
+        float[] p = new float[heads * T * T]; // (H, T, T), zero above the diagonal when causal
         float[] o = new float[T * QD]; // (T, H*Hd)
-        ParallelLoop.forRange(kvHeads, (long) group * T * T * Hd, (g0, g1) -> {
-            float[] s = new float[T];
+        ParallelLoop.forRange(kvHeads, 2L * group * T * T * Hd, (g0, g1) -> {
+            float[] kT = new float[Hd * T]; // (Hd, T): this group's keys transposed
+            float[] vg = new float[T * Hd]; // (T, Hd)
+            float[] oh = new float[T * Hd]; // (T, Hd)
             for (int g = g0; g < g1; g++) {
+                gatherColumns(kd, KvD, g * Hd, T, Hd, kT, true);
+                gatherColumns(vd, KvD, g * Hd, T, Hd, vg, false);
                 for (int h = g * group; h < (g + 1) * group; h++) {
+                    int po = h * T * T;
+                    MulAdd.mulAddRows(qd, h * Hd, QD, 1, kT, 0, p, po, Hd, T, 0, T); // S = Q_h K^T
                     for (int t = 0; t < T; t++) {
-                        int last = causal ? t : T - 1;
-                        for (int j = 0; j <= last; j++) {
-                            s[j] = scale * dot(qd, t * QD + h * Hd, kd, j * KvD + g * Hd, Hd);
+                        int n = causal ? t + 1 : T;
+                        int ro = po + t * T;
+                        for (int j = 0; j < n; j++) {
+                            p[ro + j] *= scale;
                         }
-                        int po = (h * T + t) * T;
-                        softmaxRow(s, 0, last + 1, p, po);
-                        for (int j = 0; j <= last; j++) {
-                            axpy(p[po + j], vd, j * KvD + g * Hd, o, t * QD + h * Hd, Hd);
-                        }
+                        softmaxRow(p, ro, n, p, ro);
+                        Arrays.fill(p, ro + n, ro + T, 0f);
                     }
+                    Arrays.fill(oh, 0f);
+                    MulAdd.mulAddRows(p, po, T, 1, vg, 0, oh, 0, T, Hd, 0, T); // O_h = P V
+                    scatterColumns(oh, T, Hd, o, QD, h * Hd);
                 }
             }
         });
@@ -494,27 +529,46 @@ public final class Ops {
             float[] dq = new float[T * QD];
             float[] dk = new float[T * KvD];
             float[] dv = new float[T * KvD];
-            ParallelLoop.forRange(kvHeads, (long) group * T * T * Hd * 3, (g0, g1) -> {
-                float[] dp = new float[T];
+            ParallelLoop.forRange(kvHeads, 5L * group * T * T * Hd, (g0, g1) -> {
+                float[] kg = new float[T * Hd]; // (T, Hd)
+                float[] vT = new float[Hd * T]; // (Hd, T)
+                float[] qh = new float[T * Hd]; // (T, Hd)
+                float[] dOh = new float[T * Hd]; // (T, Hd)
+                float[] tmp = new float[T * Hd]; // (T, Hd)
+                float[] dkg = new float[T * Hd]; // (T, Hd)
+                float[] dvg = new float[T * Hd]; // (T, Hd)
+                float[] ds = new float[T * T]; // (T, T)
                 for (int g = g0; g < g1; g++) {
+                    gatherColumns(kd, KvD, g * Hd, T, Hd, kg, false);
+                    gatherColumns(vd, KvD, g * Hd, T, Hd, vT, true);
+                    Arrays.fill(dkg, 0f);
+                    Arrays.fill(dvg, 0f);
                     for (int h = g * group; h < (g + 1) * group; h++) {
+                        int po = h * T * T;
+                        gatherColumns(qd, QD, h * Hd, T, Hd, qh, false);
+                        gatherColumns(dO, QD, h * Hd, T, Hd, dOh, false);
+                        Arrays.fill(ds, 0f);
+                        MulAdd.mulAddRows(dOh, 0, Hd, 1, vT, 0, ds, 0, Hd, T, 0, T); // dP = dO_h V^T
                         for (int t = 0; t < T; t++) {
-                            int last = causal ? t : T - 1;
-                            int po = (h * T + t) * T;
-                            int qo = t * QD + h * Hd;
+                            int n = causal ? t + 1 : T;
+                            int ro = t * T;
                             double sum = 0;
-                            for (int j = 0; j <= last; j++) {
-                                dp[j] = dot(dO, qo, vd, j * KvD + g * Hd, Hd);
-                                sum += (double) p[po + j] * dp[j];
-                                axpy(p[po + j], dO, qo, dv, j * KvD + g * Hd, Hd);
+                            for (int j = 0; j < n; j++) {
+                                sum += (double) p[po + ro + j] * ds[ro + j];
                             }
-                            for (int j = 0; j <= last; j++) {
-                                float ds = scale * (float) (p[po + j] * (dp[j] - sum));
-                                axpy(ds, kd, j * KvD + g * Hd, dq, qo, Hd);
-                                axpy(ds, qd, qo, dk, j * KvD + g * Hd, Hd);
+                            for (int j = 0; j < n; j++) {
+                                ds[ro + j] = scale * (float) (p[po + ro + j] * (ds[ro + j] - sum));
                             }
+                            Arrays.fill(ds, ro + n, ro + T, 0f);
                         }
+                        Arrays.fill(tmp, 0f);
+                        MulAdd.mulAddRows(ds, 0, T, 1, kg, 0, tmp, 0, T, Hd, 0, T); // dQ_h = dS K
+                        scatterColumns(tmp, T, Hd, dq, QD, h * Hd);
+                        MulAdd.mulAddRows(ds, 0, 1, T, qh, 0, dkg, 0, T, Hd, 0, T); // dK += dS^T Q_h
+                        MulAdd.mulAddRows(p, po, 1, T, dOh, 0, dvg, 0, T, Hd, 0, T); // dV += P^T dO_h
                     }
+                    scatterColumns(dkg, T, Hd, dk, KvD, g * Hd);
+                    scatterColumns(dvg, T, Hd, dv, KvD, g * Hd);
                 }
             });
             if (q.requiresGrad()) {
@@ -527,6 +581,30 @@ public final class Ops {
                 addInto(v.gradOrCreate(), dv);
             }
         }, q, k, v);
+    }
+
+    /**
+     * Copies columns [col, col + w) of the (T, W) row-major src into dst as a contiguous (T, w)
+     * matrix, or transposed as (w, T).
+     */
+    private static void gatherColumns(float[] src, int W, int col, int T, int w, float[] dst, boolean transpose) {
+        for (int t = 0; t < T; t++) {
+            int so = t * W + col;
+            if (transpose) {
+                for (int d = 0; d < w; d++) {
+                    dst[d * T + t] = src[so + d];
+                }
+            } else {
+                System.arraycopy(src, so, dst, t * w, w);
+            }
+        }
+    }
+
+    /** Writes the contiguous (T, w) src into columns [col, col + w) of the (T, W) row-major dst. */
+    private static void scatterColumns(float[] src, int T, int w, float[] dst, int W, int col) {
+        for (int t = 0; t < T; t++) {
+            System.arraycopy(src, t * w, dst, t * W + col, w);
+        }
     }
 
     /**
@@ -887,14 +965,6 @@ public final class Ops {
         for (int i = 0; i < n; i++) {
             y[yo + i] += a * x[xo + i];
         }
-    }
-
-    private static float dot(float[] a, int ao, float[] b, int bo, int n) {
-        float s = 0f;
-        for (int i = 0; i < n; i++) {
-            s += a[ao + i] * b[bo + i];
-        }
-        return s;
     }
 
     private static void addInto(float[] dst, float[] src) {

@@ -60,6 +60,27 @@ class MulAddTest {
     }
 
     @Test
+    void bLargerThanL2TakesThePanelFirstOrderAndStaysBitExact() {
+        Random rnd = new Random(4);
+        int K = 300;
+        int N = 250; // (300, 250) floats = 300 kB > the panel-first threshold; 250 leaves vector and scalar tails
+        for (int M : new int[] {5, 9}) {
+            for (boolean transposed : new boolean[] {false, true}) {
+                float[] a = random(rnd, M * K + 2);
+                float[] b = random(rnd, K * N + 1);
+                float[] c0 = random(rnd, M * N + 3);
+                int aRow = transposed ? 1 : K;
+                int aCol = transposed ? M : 1;
+                float[] expected = c0.clone();
+                MulAdd.mulAddRef(a, 2, aRow, aCol, b, 1, expected, 3, M, K, N);
+                float[] got = c0.clone();
+                MulAdd.mulAddRows(a, 2, aRow, aCol, b, 1, got, 3, K, N, 0, M);
+                assertArrayEquals(expected, got, "M=" + M + " transposed=" + transposed);
+            }
+        }
+    }
+
+    @Test
     void parallelEntryEqualsScalarTwinForOneAndTwoThreads() {
         Random rnd = new Random(4);
         int M = 203;

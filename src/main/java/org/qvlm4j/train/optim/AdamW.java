@@ -25,7 +25,11 @@ import org.qvlm4j.tensor.Tensor;
  * update is evaluated in double and rounded once, so it may differ from torch's float32 chain of
  * in-place ops in the last bit.
  *
- * <p>Left out: amsgrad, maximize, per-group learning rates, state serialisation.
+ * <p>The per-parameter state (moments and step count) is readable and settable through
+ * {@link #state} and {@link #setState}, so a training checkpoint can store and restore it; the file
+ * format belongs to the caller.
+ *
+ * <p>Left out: amsgrad, maximize, per-group learning rates.
  */
 public final class AdamW {
     /** Parameters sharing one weight-decay coefficient. */
@@ -103,6 +107,35 @@ public final class AdamW {
     public long stepCount(Tensor p) {
         State s = state.get(p);
         return s == null ? 0 : s.step;
+    }
+
+    /**
+     * The state of one parameter: first and second moments (live arrays, not copies) and the number
+     * of updates applied; null before the parameter's first update.
+     */
+    public record ParamState(float[] m, float[] v, long step) {
+    }
+
+    /** The state of {@code p}, or null if it has not been updated yet. */
+    public ParamState state(Tensor p) {
+        State s = state.get(p);
+        return s == null ? null : new ParamState(s.m, s.v, s.step);
+    }
+
+    /** Restores the state of {@code p} (copies the moments), e.g. from a checkpoint. */
+    public void setState(Tensor p, float[] m, float[] v, long step) {
+        if (!params().contains(p)) {
+            throw new IllegalArgumentException("AdamW: " + p + " is not one of this optimizer's parameters");
+        }
+        if (m.length != p.numel() || v.length != p.numel() || step < 0) {
+            throw new IllegalArgumentException("AdamW state for " + p + ": expected moments of " + p.numel()
+                    + " floats and step >= 0, got " + m.length + ", " + v.length + " and step " + step);
+        }
+        State s = new State(p.numel());
+        System.arraycopy(m, 0, s.m, 0, m.length);
+        System.arraycopy(v, 0, s.v, 0, v.length);
+        s.step = step;
+        state.put(p, s);
     }
 
     /** Applies one update with learning rate {@code lr} to every parameter that has a gradient. */

@@ -1,0 +1,375 @@
+package org.qvlm4j.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.stream.Stream;
+import org.qvlm4j.data.ScienceQaDataset;
+import org.qvlm4j.data.ScienceQaProblem;
+import org.qvlm4j.io.AtomicFiles;
+import org.qvlm4j.io.config.LlavaConfig;
+import org.qvlm4j.io.image.ClipImageProcessor;
+import org.qvlm4j.io.image.ClipPreprocessConfig;
+import org.qvlm4j.io.image.PadMode;
+import org.qvlm4j.io.image.PillowFilter;
+import org.qvlm4j.io.text.LlavaTokenizer;
+import org.qvlm4j.io.text.PromptTemplate;
+import org.qvlm4j.train.ExampleEncoder;
+import org.qvlm4j.train.LossPlot;
+import org.qvlm4j.train.ModelShape;
+import org.qvlm4j.train.QcmExampleEncoder;
+import org.qvlm4j.train.TrainableLlava;
+import org.qvlm4j.train.Trainer;
+import org.qvlm4j.train.TrainingExample;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code qvlm4j train}: trains a LLaVA from scratch on a ScienceQA-format directory (such as the
+ * one {@code qvlm4j synth} writes) and writes an HF model directory the runtime loads:
+ * config.json, model.safetensors, tokenizer.json, tokenizer_config.json, preprocessor_config.json,
+ * plus training_log.csv, loss.png and train_manifest.json. Checkpoints go to {@code OUT/checkpoints};
+ * {@code --resume} continues from the latest one. Progress goes to stderr. Exit code 2 for bad
+ * input, including an existing non-empty output directory without {@code --resume}.
+ *
+ * <p>The tokenizer is copied from {@code --tokenizer}. Training examples are built by
+ * {@link QcmExampleEncoder} (VICUNA_V1 template, QCM message, answer letter + EOS supervised).
+ */
+@Command(name = "train", mixinStandardHelpOptions = true,
+        description = "Train a LLaVA-architecture model from scratch on a ScienceQA-format benchmark.")
+public final class TrainCommand implements Callable<Integer> {
+
+    /** Exit code for bad input, the same as Main's. */
+    static final int EXIT_BAD_INPUT = 2;
+    static final String CHECKPOINTS = "checkpoints";
+    static final String MANIFEST = "train_manifest.json";
+    static final String PLOT = "loss.png";
+    private static final List<String> TOKENIZER_FILES = List.of(LlavaTokenizer.TOKENIZER_FILE, LlavaTokenizer.CONFIG_FILE,
+            "special_tokens_map.json");
+    /** Text positions the config allows (RoPE needs no table; this only bounds the runtime's cache). */
+    static final int MAX_POSITIONS = 2048;
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Option(names = "--data", required = true, paramLabel = "DIR", description = "ScienceQA-format directory (problems.json, pid_splits.json).")
+    Path data;
+
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output model directory; must not exist or be empty unless --resume.")
+    Path out;
+
+    @Option(names = "--tokenizer", required = true, paramLabel = "DIR", description = "Directory with tokenizer.json and tokenizer_config.json; "
+            + "its <image> token becomes image_token_index.")
+    Path tokenizerDir;
+
+    @Option(names = "--seed", required = true, description = "Seed of the initialisation and the shuffles.")
+    long seed;
+
+    @Option(names = "--split", defaultValue = "train", description = "Split to train on (default: ${DEFAULT-VALUE}).")
+    String split;
+
+    @Option(names = "--limit", defaultValue = "0", description = "Use only the first N problems of the split; 0 uses all.")
+    int limit;
+
+    @Option(names = "--epochs", defaultValue = "10", description = "Default: ${DEFAULT-VALUE}.")
+    int epochs;
+
+    @Option(names = "--batch", defaultValue = "16", description = "Examples per step (default: ${DEFAULT-VALUE}).")
+    int batch;
+
+    @Option(names = "--lr", defaultValue = "1e-3", description = "Peak learning rate (default: ${DEFAULT-VALUE}).")
+    double lr;
+
+    @Option(names = "--min-lr-ratio", defaultValue = "0.1", description = "Final lr / peak lr (default: ${DEFAULT-VALUE}).")
+    double minLrRatio;
+
+    @Option(names = "--warmup", defaultValue = "0.05", description = "Fraction of steps in warm-up (default: ${DEFAULT-VALUE}).")
+    double warmup;
+
+    @Option(names = "--weight-decay", defaultValue = "0.01", description = "Default: ${DEFAULT-VALUE}.")
+    double weightDecay;
+
+    @Option(names = "--clip", defaultValue = "1.0", description = "Global gradient-norm limit (default: ${DEFAULT-VALUE}).")
+    double clip;
+
+    @Option(names = "--image-size", defaultValue = "64", paramLabel = "PX", description = "Model input size (default: ${DEFAULT-VALUE}).")
+    int imageSize;
+
+    @Option(names = "--patch", defaultValue = "8", paramLabel = "P", description = "Patch size (default: ${DEFAULT-VALUE}).")
+    int patch;
+
+    @Option(names = "--vision-hidden", defaultValue = "128", description = "Default: ${DEFAULT-VALUE}.")
+    int visionHidden;
+
+    @Option(names = "--vision-layers", defaultValue = "3", description = "Default: ${DEFAULT-VALUE}.")
+    int visionLayers;
+
+    @Option(names = "--text-hidden", defaultValue = "192", description = "Default: ${DEFAULT-VALUE}.")
+    int textHidden;
+
+    @Option(names = "--layers", defaultValue = "4", description = "Text decoder layers (default: ${DEFAULT-VALUE}).")
+    int layers;
+
+    @Option(names = "--head-dim", defaultValue = "32", description = "Attention head size of both towers (default: ${DEFAULT-VALUE}).")
+    int headDim;
+
+    @Option(names = "--kv-heads", defaultValue = "0", description = "Text key/value heads; 0 means as many as query heads.")
+    int kvHeads;
+
+    @Option(names = "--workers", defaultValue = "0", description = "Threads computing examples concurrently; 0 = available processors. "
+            + "Results do not depend on it.")
+    int workers;
+
+    @Option(names = "--checkpoint-every", defaultValue = "200", description = "Steps between checkpoints (default: ${DEFAULT-VALUE}).")
+    int checkpointEvery;
+
+    @Option(names = "--max-steps", defaultValue = "0", description = "Stop after this many steps in total (a checkpoint is kept; "
+            + "--resume continues); 0 runs all epochs.")
+    int maxSteps;
+
+    @Option(names = "--log-every", defaultValue = "10", description = "Steps between progress lines (default: ${DEFAULT-VALUE}).")
+    int logEvery;
+
+    @Option(names = "--resume", description = "Continue from the latest checkpoint in OUT/checkpoints.")
+    boolean resume;
+
+    @Override
+    public Integer call() {
+        PrintWriter err = spec.commandLine().getErr();
+        PrintWriter stdout = spec.commandLine().getOut();
+        try {
+            return run(stdout, err);
+        } catch (IllegalArgumentException | UncheckedIOException e) {
+            err.println("qvlm4j train: " + e.getMessage());
+            err.flush();
+            return EXIT_BAD_INPUT;
+        }
+    }
+
+    private int run(PrintWriter stdout, PrintWriter err) {
+        long wallStart = System.nanoTime();
+        if (!Files.isDirectory(data)) {
+            throw new IllegalArgumentException("--data " + data + ": no such directory (expected a ScienceQA-format directory "
+                    + "with " + ScienceQaDataset.PROBLEMS_FILE + ")");
+        }
+        if (!Files.isDirectory(tokenizerDir) || !Files.isRegularFile(tokenizerDir.resolve(LlavaTokenizer.TOKENIZER_FILE))) {
+            throw new IllegalArgumentException("--tokenizer " + tokenizerDir + ": expected a directory with "
+                    + LlavaTokenizer.TOKENIZER_FILE);
+        }
+        if (!resume && isNonEmptyDirectory(out)) {
+            throw new IllegalArgumentException("--out " + out + ": directory exists and is not empty; choose a new directory "
+                    + "or pass --resume to continue its run");
+        }
+        if (Files.exists(out) && !Files.isDirectory(out)) {
+            throw new IllegalArgumentException("--out " + out + ": exists and is not a directory");
+        }
+        if (workers == 0) {
+            workers = Runtime.getRuntime().availableProcessors();
+        }
+        if (logEvery < 1) {
+            throw new IllegalArgumentException("--log-every must be >= 1, got " + logEvery);
+        }
+        if (headDim < 2 || visionHidden % headDim != 0 || textHidden % headDim != 0) {
+            throw new IllegalArgumentException("--head-dim " + headDim + " must divide --vision-hidden " + visionHidden
+                    + " and --text-hidden " + textHidden);
+        }
+        Trainer.Options options = new Trainer.Options(epochs, batch, lr, minLrRatio, warmup, weightDecay, clip, seed,
+                checkpointEvery, workers, maxSteps);
+
+        ScienceQaDataset dataset = ScienceQaDataset.load(data);
+        List<ScienceQaProblem> problems = dataset.split(split);
+        if (limit > 0 && limit < problems.size()) {
+            problems = problems.subList(0, limit);
+        }
+        if (problems.isEmpty()) {
+            throw new IllegalArgumentException(data.resolve(ScienceQaDataset.SPLITS_FILE) + ": split '" + split + "' is empty");
+        }
+
+        mkdirs(out);
+        for (String f : TOKENIZER_FILES) {
+            Path src = tokenizerDir.resolve(f);
+            if (Files.isRegularFile(src)) {
+                try {
+                    AtomicFiles.write(out.resolve(f), Files.readAllBytes(src));
+                } catch (IOException e) {
+                    throw new UncheckedIOException(src + ": cannot read: " + e.getMessage(), e);
+                }
+            }
+        }
+        ClipPreprocessConfig pre = preprocessConfig(imageSize);
+        AtomicFiles.writeString(out.resolve(ClipPreprocessConfig.FILE_NAME), preprocessJson(imageSize));
+
+        List<TrainingExample> examples;
+        LlavaConfig cfg;
+        int padId;
+        try (LlavaTokenizer tok = LlavaTokenizer.load(out)) {
+            if (!tok.hasToken(PromptTemplate.IMAGE_PLACEHOLDER)) {
+                throw new IllegalArgumentException(tokenizerDir.resolve(LlavaTokenizer.TOKENIZER_FILE) + ": no '"
+                        + PromptTemplate.IMAGE_PLACEHOLDER + "' token (needed as image_token_index)");
+            }
+            ModelShape shape = new ModelShape(imageSize, patch, visionHidden, visionLayers, visionHidden / headDim,
+                    textHidden, layers, textHidden / headDim, kvHeads == 0 ? textHidden / headDim : kvHeads, MAX_POSITIONS);
+            cfg = shape.toConfig(tok.vocabSize(), tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER), tok.bosId(), tok.eosId());
+            padId = tok.padId() >= 0 && tok.padId() < tok.vocabSize() ? tok.padId() : TrainableLlava.NO_PAD;
+            ExampleEncoder encoder = new QcmExampleEncoder(tok, cfg, new ClipImageProcessor(pre, PadMode.NONE));
+            long t0 = System.nanoTime();
+            examples = new ArrayList<>(problems.size());
+            for (ScienceQaProblem p : problems) {
+                examples.add(encoder.encode(p));
+            }
+            err.printf(Locale.ROOT, "train: encoded %d problems in %.1f s%n", examples.size(), (System.nanoTime() - t0) / 1e9);
+        }
+        long tokens = 0;
+        int maxLen = 0;
+        int withImage = 0;
+        for (TrainingExample ex : examples) {
+            tokens += ex.length();
+            maxLen = Math.max(maxLen, ex.length());
+            withImage += ex.pixels() != null ? 1 : 0;
+        }
+        TrainableLlava model = TrainableLlava.initialize(cfg, padId, seed);
+        Path ckptDir = out.resolve(CHECKPOINTS);
+        Trainer trainer = new Trainer(model, examples, options, ckptDir);
+        err.printf(Locale.ROOT, "train: %d examples (%d with an image), %.1f tokens on average, longest %d; %,d parameters; "
+                        + "%d steps (%d per epoch) of %d examples on %d workers%n", examples.size(), withImage,
+                (double) tokens / examples.size(), maxLen, model.parameterCount(), trainer.totalSteps(),
+                trainer.stepsPerEpoch(), batch, workers);
+        err.flush();
+        Trainer.Result result = trainer.train(resume, new Trainer.Listener() {
+            @Override
+            public void onStep(Trainer.Progress p) {
+                if (p.step() % logEvery == 0 || p.step() == p.totalSteps()) {
+                    err.printf(Locale.ROOT, "step %d/%d epoch %d loss %.4f lr %.2e |g| %.3f %.0f tok/s %.2f ex/s elapsed %s eta %s%n",
+                            p.step(), p.totalSteps(), p.epoch(), p.loss(), p.lr(), p.gradNorm(), p.tokensPerSecond(),
+                            p.examplesPerSecond(), duration(p.elapsedSeconds()), duration(p.etaSeconds()));
+                    err.flush();
+                }
+            }
+
+            @Override
+            public void onCheckpoint(int step, Path dir) {
+                err.printf("checkpoint: %s%n", dir);
+                err.flush();
+            }
+        });
+
+        model.save(out);
+        Trainer.writeLog(out.resolve(Trainer.LOG_FILE), result.log());
+        LossPlot.write(out.resolve(PLOT), result.log(), "qvlm4j train: " + data.getFileName() + ", seed " + seed);
+        double wall = (System.nanoTime() - wallStart) / 1e9;
+        writeManifest(cfg, options, examples.size(), withImage, tokens, maxLen, model, result, wall);
+        List<Trainer.LogRow> log = result.log();
+        stdout.printf(Locale.ROOT, "%s %d/%d steps, final loss %.4f, %.1f s this run; wrote %s%n",
+                result.finished() ? "trained" : "stopped after", result.stepsDone(), result.totalSteps(),
+                log.isEmpty() ? Double.NaN : log.getLast().loss(), result.secondsThisRun(), out.toAbsolutePath().normalize());
+        stdout.flush();
+        return 0;
+    }
+
+    private void writeManifest(LlavaConfig cfg, Trainer.Options options, int examples, int withImage, long tokens, int maxLen,
+                               TrainableLlava model, Trainer.Result result, double wall) {
+        ObjectNode m = JSON.createObjectNode();
+        ArrayNode cmd = m.putArray("command");
+        cmd.add("qvlm4j").add("train");
+        spec.commandLine().getParseResult().originalArgs().forEach(cmd::add);
+        m.put("seed", seed);
+        m.put("data", data.toAbsolutePath().normalize().toString());
+        m.put("split", split);
+        m.put("examples", examples);
+        m.put("examples_with_image", withImage);
+        m.put("tokens", tokens);
+        m.put("longest_example", maxLen);
+        m.put("parameters", model.parameterCount());
+        m.set("options", JSON.valueToTree(options));
+        m.put("steps_done", result.stepsDone());
+        m.put("total_steps", result.totalSteps());
+        m.put("finished", result.finished());
+        List<Trainer.LogRow> log = result.log();
+        if (!log.isEmpty()) {
+            m.put("final_loss", log.getLast().loss());
+            m.put("training_seconds", log.getLast().elapsedSeconds());
+        }
+        m.put("wall_seconds_this_run", wall);
+        double secs = result.secondsThisRun();
+        m.put("examples_per_second_this_run", secs > 0 ? result.examplesThisRun() / secs : 0);
+        m.put("tokens_per_second_this_run", secs > 0 ? result.tokensThisRun() / secs : 0);
+        m.put("finished_at", Instant.now().toString());
+        m.put("workers", workers);
+        m.put("model_config", TrainableLlava.configJson(cfg, model.padTokenId()));
+        try {
+            AtomicFiles.writeString(out.resolve(MANIFEST), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(m) + "\n");
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** CLIPImageProcessor settings for a square model input: shortest edge = crop = size, bicubic, CLIP mean/std. */
+    static ClipPreprocessConfig preprocessConfig(int size) {
+        return new ClipPreprocessConfig(true, size, 0, 0, PillowFilter.BICUBIC, true, size, size, true, 1.0 / 255, true,
+                ClipPreprocessConfig.CLIP_MEAN, ClipPreprocessConfig.CLIP_STD, true);
+    }
+
+    static String preprocessJson(int size) {
+        ObjectNode c = JSON.createObjectNode();
+        c.putObject("crop_size").put("height", size).put("width", size);
+        c.put("do_center_crop", true);
+        c.put("do_convert_rgb", true);
+        c.put("do_normalize", true);
+        c.put("do_rescale", true);
+        c.put("do_resize", true);
+        ArrayNode mean = c.putArray("image_mean");
+        for (double v : ClipPreprocessConfig.CLIP_MEAN) {
+            mean.add(v);
+        }
+        ArrayNode std = c.putArray("image_std");
+        for (double v : ClipPreprocessConfig.CLIP_STD) {
+            std.add(v);
+        }
+        c.put("image_processor_type", "CLIPImageProcessor");
+        c.put("processor_class", "LlavaProcessor");
+        c.put("resample", 3);
+        c.put("rescale_factor", 1.0 / 255);
+        c.putObject("size").put("shortest_edge", size);
+        try {
+            return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(c) + "\n";
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static boolean isNonEmptyDirectory(Path p) {
+        if (!Files.isDirectory(p)) {
+            return false;
+        }
+        try (Stream<Path> s = Files.list(p)) {
+            return s.findAny().isPresent();
+        } catch (IOException e) {
+            throw new UncheckedIOException(p + ": cannot list: " + e.getMessage(), e);
+        }
+    }
+
+    private static void mkdirs(Path p) {
+        try {
+            Files.createDirectories(p);
+        } catch (IOException e) {
+            throw new UncheckedIOException(p + ": cannot create directory: " + e.getMessage(), e);
+        }
+    }
+
+    private static String duration(double seconds) {
+        long s = Math.round(seconds);
+        return String.format(Locale.ROOT, "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60);
+    }
+}

@@ -1,0 +1,116 @@
+package org.qvlm4j.train;
+
+import java.util.function.Function;
+import org.qvlm4j.data.ScienceQaProblem;
+import org.qvlm4j.io.config.LlavaConfig;
+import org.qvlm4j.io.image.ClipImageProcessor;
+import org.qvlm4j.io.text.ImageTokens;
+import org.qvlm4j.io.text.LlavaTokenizer;
+import org.qvlm4j.io.text.PromptTemplate;
+import org.qvlm4j.tensor.Ops;
+
+/**
+ * The built-in {@link ExampleEncoder}: a question-context-multiple-choice (QCM) user message, as in
+ * LLaVA's ScienceQA scripts, rendered with a {@link PromptTemplate}, and the answer letter plus the
+ * end-of-sequence token as the only supervised tokens:
+ * <pre>
+ *   [Context: {hint}\n] {question}\n A. {c0}\nB. {c1}\n... Answer with the option's letter from the given choices directly.
+ * </pre>
+ * The template puts {@code <image>\n} before the message when the problem has an image; the image
+ * placeholder is then repeated once per image feature and the image is preprocessed with the
+ * given processor. Input ids are {@code encode(prompt)} (with the tokenizer's BOS) followed by
+ * {@code encode(letter)} without special tokens and the EOS id; labels are -100 on the prompt.
+ *
+ * <p>The user message is a function, so the evaluation's final prompt builder can replace
+ * {@link #qcmMessage} without touching the rest.
+ */
+public final class QcmExampleEncoder implements ExampleEncoder {
+    /** LLaVA-1.5's ScienceQA answer instruction (model_vqa_science.py, --single-pred-prompt). */
+    public static final String ANSWER_INSTRUCTION = "Answer with the option's letter from the given choices directly.";
+
+    private final LlavaTokenizer tokenizer;
+    private final LlavaConfig config;
+    private final ClipImageProcessor images;
+    private final PromptTemplate template;
+    private final Function<ScienceQaProblem, String> message;
+
+    /** An encoder with the built-in {@link #qcmMessage} and the VICUNA_V1 template. */
+    public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images) {
+        this(tokenizer, config, images, PromptTemplate.VICUNA_V1, QcmExampleEncoder::qcmMessage);
+    }
+
+    public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images,
+                             PromptTemplate template, Function<ScienceQaProblem, String> message) {
+        this.tokenizer = tokenizer;
+        this.config = config;
+        this.images = images;
+        this.template = template;
+        this.message = message;
+        if (!tokenizer.hasToken(PromptTemplate.IMAGE_PLACEHOLDER)
+                || tokenizer.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER) != config.imageTokenIndex()) {
+            throw new IllegalArgumentException(tokenizer.directory() + ": tokenizer must map '" + PromptTemplate.IMAGE_PLACEHOLDER
+                    + "' to image_token_index " + config.imageTokenIndex() + ", got "
+                    + (tokenizer.hasToken(PromptTemplate.IMAGE_PLACEHOLDER) ? tokenizer.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER) : "no such token"));
+        }
+    }
+
+    /** The user message without the image placeholder: optional context, question, lettered choices, instruction. */
+    public static String qcmMessage(ScienceQaProblem p) {
+        StringBuilder sb = new StringBuilder();
+        if (p.hasText()) {
+            sb.append("Context: ").append(p.hint()).append('\n');
+        }
+        sb.append(p.question()).append('\n');
+        for (int i = 0; i < p.choices().size(); i++) {
+            sb.append((char) ('A' + i)).append(". ").append(p.choices().get(i)).append('\n');
+        }
+        sb.append(ANSWER_INSTRUCTION);
+        return sb.toString();
+    }
+
+    /** The letter of the correct choice. */
+    public static String answerLetter(ScienceQaProblem p) {
+        return String.valueOf((char) ('A' + p.answer()));
+    }
+
+    /** The prompt ids the model sees at evaluation time (image placeholders expanded), without the answer. */
+    public int[] promptIds(ScienceQaProblem p) {
+        boolean image = p.hasImage();
+        long[] ids = tokenizer.encode(template.render(message.apply(p), image ? 1 : 0));
+        if (image) {
+            ids = ImageTokens.expand(ids, config.imageTokenIndex(), 1, config.imageSeqLength());
+        }
+        return toInts(ids);
+    }
+
+    /** Pixel values (C, S, S) of the problem's image, or null when it has none. */
+    public float[] pixels(ScienceQaProblem p) {
+        return p.hasImage() ? images.preprocess(p.imagePath()).data() : null;
+    }
+
+    @Override
+    public TrainingExample encode(ScienceQaProblem p) {
+        int[] prompt = promptIds(p);
+        int[] answer = toInts(tokenizer.encode(answerLetter(p), false));
+        int T = prompt.length + answer.length + 1;
+        int[] ids = new int[T];
+        int[] labels = new int[T];
+        System.arraycopy(prompt, 0, ids, 0, prompt.length);
+        java.util.Arrays.fill(labels, 0, prompt.length, Ops.IGNORE_INDEX);
+        for (int i = 0; i < answer.length; i++) {
+            ids[prompt.length + i] = answer[i];
+            labels[prompt.length + i] = answer[i];
+        }
+        ids[T - 1] = tokenizer.eosId();
+        labels[T - 1] = tokenizer.eosId();
+        return new TrainingExample(pixels(p), ids, labels);
+    }
+
+    private static int[] toInts(long[] a) {
+        int[] r = new int[a.length];
+        for (int i = 0; i < a.length; i++) {
+            r[i] = Math.toIntExact(a[i]);
+        }
+        return r;
+    }
+}

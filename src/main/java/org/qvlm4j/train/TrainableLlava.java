@@ -1,0 +1,552 @@
+package org.qvlm4j.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.TreeSet;
+import org.qvlm4j.io.AtomicFiles;
+import org.qvlm4j.io.config.Activation;
+import org.qvlm4j.io.config.ClipVisionConfig;
+import org.qvlm4j.io.config.LlamaTextConfig;
+import org.qvlm4j.io.config.LlavaConfig;
+import org.qvlm4j.io.safetensors.Checkpoint;
+import org.qvlm4j.io.safetensors.SafeTensorsWriter;
+import org.qvlm4j.io.safetensors.TensorEntry;
+import org.qvlm4j.kernels.DType;
+import org.qvlm4j.model.LlavaWeights;
+import org.qvlm4j.tensor.Ops;
+import org.qvlm4j.tensor.Tape;
+import org.qvlm4j.tensor.Tensor;
+
+/**
+ * A LLaVA (HF {@code LlavaForConditionalGeneration}: CLIP ViT vision tower, two-layer projector,
+ * LLaMA) whose weights are autograd {@link Tensor}s, for training from scratch. Parameters are keyed
+ * by the llava-hf hub checkpoint names ({@code vision_tower.vision_model.*},
+ * {@code multi_modal_projector.*}, {@code language_model.model.*}, {@code language_model.lm_head.weight}),
+ * so {@link #save} writes an ordinary HF directory that {@link org.qvlm4j.model.LlavaModel#load} reads.
+ *
+ * <p>The forward follows the inference runtime and HF: patch embedding as a linear map of flattened
+ * (c, ky, kx) patches, class token, position embeddings, {@code pre_layrnorm}, encoder layers up to
+ * {@code vision_feature_layer}, CLS dropped under the "default" strategy, projector
+ * linear-act-linear; image features replace the image-token embeddings in order; LLaMA layers with
+ * RMSNorm, RoPE, grouped-query causal attention and a gated MLP; final norm and lm_head (or the
+ * token embeddings when tied). The loss is HF's: labels shifted by one, -100 ignored, mean over
+ * supervised tokens.
+ *
+ * <p>Initialisation ({@link #initialize}): every linear weight, the token, position, class and
+ * patch embeddings are drawn from normal(0, {@value #INIT_STD}) (HF's {@code initializer_range});
+ * norm weights are ones; all biases zeros; the padding row of the token embedding is zero (as
+ * nn.Embedding's padding_idx). Each tensor draws from its own {@link SplittableRandom} split off a
+ * root seeded with the given seed, in parameter order, so the same seed gives the same bytes.
+ *
+ * <p>Left out: dropout, attention masks and padding inside a sequence (one example per forward),
+ * several images per prompt, multi-layer vision features.
+ */
+public final class TrainableLlava {
+    /** Standard deviation of the normal initialisation (transformers' default initializer_range). */
+    public static final double INIT_STD = 0.02;
+    /** No padding row in the token embedding. */
+    public static final int NO_PAD = -1;
+
+    private static final String V = "vision_tower.vision_model.";
+    private static final String VL = V + "encoder.layers.";
+    private static final String M = "multi_modal_projector.";
+    private static final String L = "language_model.model.";
+    private static final String LM_HEAD = "language_model.lm_head.weight";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final LlavaConfig config;
+    private final int padTokenId;
+    private final Map<String, Tensor> params;
+
+    private TrainableLlava(LlavaConfig config, int padTokenId, Map<String, Tensor> params) {
+        this.config = config;
+        this.padTokenId = padTokenId;
+        this.params = Collections.unmodifiableMap(params);
+    }
+
+    /** The parameter names and shapes a config implies, in a fixed order (vision, projector, language). */
+    public static Map<String, int[]> shapes(LlavaConfig cfg) {
+        Map<String, int[]> m = new LinkedHashMap<>();
+        ClipVisionConfig v = cfg.visionConfig();
+        int dv = v.hiddenSize();
+        int p = v.patchSize();
+        m.put(V + "embeddings.class_embedding", new int[] {dv});
+        m.put(V + "embeddings.patch_embedding.weight", new int[] {dv, v.numChannels(), p, p});
+        m.put(V + "embeddings.position_embedding.weight", new int[] {v.numPatches() + 1, dv});
+        m.put(V + "pre_layrnorm.weight", new int[] {dv});
+        m.put(V + "pre_layrnorm.bias", new int[] {dv});
+        for (int i = 0; i < v.numHiddenLayers(); i++) {
+            String l = VL + i + ".";
+            for (String proj : List.of("q_proj", "k_proj", "v_proj", "out_proj")) {
+                m.put(l + "self_attn." + proj + ".weight", new int[] {dv, dv});
+                m.put(l + "self_attn." + proj + ".bias", new int[] {dv});
+            }
+            m.put(l + "layer_norm1.weight", new int[] {dv});
+            m.put(l + "layer_norm1.bias", new int[] {dv});
+            m.put(l + "mlp.fc1.weight", new int[] {v.intermediateSize(), dv});
+            m.put(l + "mlp.fc1.bias", new int[] {v.intermediateSize()});
+            m.put(l + "mlp.fc2.weight", new int[] {dv, v.intermediateSize()});
+            m.put(l + "mlp.fc2.bias", new int[] {dv});
+            m.put(l + "layer_norm2.weight", new int[] {dv});
+            m.put(l + "layer_norm2.bias", new int[] {dv});
+        }
+        // HF's CLIPVisionTransformer owns post_layernorm although LLaVA never applies it.
+        m.put(V + "post_layernorm.weight", new int[] {dv});
+        m.put(V + "post_layernorm.bias", new int[] {dv});
+        LlamaTextConfig t = cfg.textConfig();
+        int d = t.hiddenSize();
+        int qd = t.numAttentionHeads() * t.headDim();
+        int kvd = t.numKeyValueHeads() * t.headDim();
+        int inter = t.intermediateSize();
+        m.put(M + "linear_1.weight", new int[] {d, dv});
+        if (cfg.multimodalProjectorBias()) {
+            m.put(M + "linear_1.bias", new int[] {d});
+        }
+        m.put(M + "linear_2.weight", new int[] {d, d});
+        if (cfg.multimodalProjectorBias()) {
+            m.put(M + "linear_2.bias", new int[] {d});
+        }
+        m.put(L + "embed_tokens.weight", new int[] {t.vocabSize(), d});
+        for (int i = 0; i < t.numHiddenLayers(); i++) {
+            String l = L + "layers." + i + ".";
+            linearShape(m, l + "self_attn.q_proj", qd, d, t.attentionBias());
+            linearShape(m, l + "self_attn.k_proj", kvd, d, t.attentionBias());
+            linearShape(m, l + "self_attn.v_proj", kvd, d, t.attentionBias());
+            linearShape(m, l + "self_attn.o_proj", d, qd, t.attentionBias());
+            linearShape(m, l + "mlp.gate_proj", inter, d, t.mlpBias());
+            linearShape(m, l + "mlp.up_proj", inter, d, t.mlpBias());
+            linearShape(m, l + "mlp.down_proj", d, inter, t.mlpBias());
+            m.put(l + "input_layernorm.weight", new int[] {d});
+            m.put(l + "post_attention_layernorm.weight", new int[] {d});
+        }
+        m.put(L + "norm.weight", new int[] {d});
+        if (!cfg.tieWordEmbeddings()) {
+            m.put(LM_HEAD, new int[] {t.vocabSize(), d});
+        }
+        return m;
+    }
+
+    private static void linearShape(Map<String, int[]> m, String name, int out, int in, boolean bias) {
+        m.put(name + ".weight", new int[] {out, in});
+        if (bias) {
+            m.put(name + ".bias", new int[] {out});
+        }
+    }
+
+    /**
+     * A freshly initialised model (see the class comment for the scheme).
+     *
+     * @param padTokenId the token embedding's padding row (HF text_config.pad_token_id), or {@link #NO_PAD}
+     */
+    public static TrainableLlava initialize(LlavaConfig cfg, int padTokenId, long seed) {
+        checkPad(cfg, padTokenId, "padTokenId");
+        SplittableRandom root = new SplittableRandom(seed);
+        Map<String, Tensor> params = new LinkedHashMap<>();
+        for (Map.Entry<String, int[]> e : shapes(cfg).entrySet()) {
+            String name = e.getKey();
+            int[] shape = e.getValue();
+            float[] data = new float[Math.toIntExact(numel(shape))];
+            SplittableRandom rng = root.split();
+            if (name.endsWith(".bias")) {
+                Arrays.fill(data, 0f);
+            } else if (isNormWeight(name)) {
+                Arrays.fill(data, 1f);
+            } else {
+                for (int i = 0; i < data.length; i++) {
+                    data[i] = (float) (rng.nextGaussian() * INIT_STD);
+                }
+            }
+            if (name.equals(L + "embed_tokens.weight") && padTokenId != NO_PAD) {
+                int d = shape[1];
+                Arrays.fill(data, padTokenId * d, (padTokenId + 1) * d, 0f);
+            }
+            params.put(name, Tensor.param(name, data, shape));
+        }
+        return new TrainableLlava(cfg, padTokenId, params);
+    }
+
+    private static boolean isNormWeight(String name) {
+        return name.endsWith("layernorm.weight") || name.endsWith("layrnorm.weight") || name.endsWith("layer_norm1.weight")
+                || name.endsWith("layer_norm2.weight") || name.equals(L + "norm.weight");
+    }
+
+    private static void checkPad(LlavaConfig cfg, int pad, String what) {
+        int vocab = cfg.textConfig().vocabSize();
+        if (pad != NO_PAD && (pad < 0 || pad >= vocab)) {
+            throw new IllegalArgumentException(what + ": expected -1 (none) or an id in [0, " + vocab + "), got " + pad);
+        }
+    }
+
+    private static long numel(int[] shape) {
+        long n = 1;
+        for (int s : shape) {
+            n *= s;
+        }
+        return n;
+    }
+
+    /** Reads a directory written by {@link #save} (or any float32 hub-layout LLaVA checkpoint of this architecture). */
+    public static TrainableLlava load(Path dir) {
+        LlavaConfig cfg = LlavaConfig.load(dir);
+        int pad = readPadTokenId(dir.resolve(LlavaConfig.FILE_NAME));
+        checkPad(cfg, pad, dir.resolve(LlavaConfig.FILE_NAME) + ": key 'text_config.pad_token_id'");
+        Map<String, int[]> expected = shapes(cfg);
+        Map<String, String> byCanonical = new LinkedHashMap<>();
+        for (String name : expected.keySet()) {
+            byCanonical.put(LlavaWeights.canonicalName(name), name);
+        }
+        Map<String, float[]> found = new LinkedHashMap<>();
+        try (Checkpoint ckpt = Checkpoint.open(dir)) {
+            for (String key : ckpt.names()) {
+                String canonical = LlavaWeights.canonicalName(key);
+                String name = canonical == null ? null : byCanonical.get(canonical);
+                if (name == null) {
+                    throw new IllegalArgumentException(dir + ": unexpected tensor '" + key + "' for this config");
+                }
+                TensorEntry e = ckpt.get(key);
+                int[] shape = expected.get(name);
+                if (!Arrays.equals(e.intShape(), shape)) {
+                    throw new IllegalArgumentException(dir + ": tensor '" + key + "' expected shape " + Arrays.toString(shape)
+                            + ", got " + Arrays.toString(e.intShape()));
+                }
+                found.put(name, e.toFloatArray());
+            }
+        }
+        Map<String, Tensor> params = new LinkedHashMap<>();
+        for (Map.Entry<String, int[]> e : expected.entrySet()) {
+            float[] data = found.get(e.getKey());
+            if (data == null) {
+                throw new IllegalArgumentException(dir + ": missing tensor '" + e.getKey() + "' with shape "
+                        + Arrays.toString(e.getValue()));
+            }
+            params.put(e.getKey(), Tensor.param(e.getKey(), data, e.getValue()));
+        }
+        return new TrainableLlava(cfg, pad, params);
+    }
+
+    private static int readPadTokenId(Path configFile) {
+        try {
+            JsonNode pad = JSON.readTree(Files.readString(configFile)).path("text_config").path("pad_token_id");
+            if (pad.isMissingNode() || pad.isNull()) {
+                return NO_PAD;
+            }
+            if (!pad.isIntegralNumber()) {
+                throw new IllegalArgumentException(configFile + ": key 'text_config.pad_token_id' expected an integer, got " + pad);
+            }
+            return pad.intValue();
+        } catch (IOException e) {
+            throw new IllegalArgumentException(configFile + ": cannot read: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * A model over the same weight arrays with its own gradient buffers: a data-parallel worker
+     * computes one example's gradient in a replica without touching the others'.
+     */
+    public TrainableLlava replica() {
+        Map<String, Tensor> copy = new LinkedHashMap<>();
+        for (Tensor p : params.values()) {
+            copy.put(p.name(), Tensor.param(p.name(), p.data(), p.shape()));
+        }
+        return new TrainableLlava(config, padTokenId, copy);
+    }
+
+    public LlavaConfig config() {
+        return config;
+    }
+
+    public int padTokenId() {
+        return padTokenId;
+    }
+
+    /** Parameters by hub checkpoint name, in a fixed order (read-only map; the tensors are live). */
+    public Map<String, Tensor> parameters() {
+        return params;
+    }
+
+    /** Total number of scalar parameters. */
+    public long parameterCount() {
+        long n = 0;
+        for (Tensor p : params.values()) {
+            n += p.numel();
+        }
+        return n;
+    }
+
+    private Tensor p(String name) {
+        Tensor t = params.get(name);
+        if (t == null) {
+            throw new IllegalStateException("model has no parameter '" + name + "'");
+        }
+        return t;
+    }
+
+    private Tensor optional(String name) {
+        return params.get(name);
+    }
+
+    // ---------------------------------------------------------------- forward
+
+    /** Projected image features (F, D) for pixels (C, S, S). */
+    public Tensor imageFeatures(Tape tape, float[] pixels) {
+        ClipVisionConfig v = config.visionConfig();
+        int C = v.numChannels();
+        int S = v.imageSize();
+        if (pixels.length != C * S * S) {
+            throw new IllegalArgumentException("pixel values: expected (" + C + ", " + S + ", " + S + ") = " + C * S * S
+                    + " floats, got " + pixels.length);
+        }
+        int patch = v.patchSize();
+        int grid = v.gridSize();
+        int P = grid * grid;
+        int D = v.hiddenSize();
+        int patchLen = C * patch * patch;
+        // Conv2d with stride = kernel is a linear map of each flattened (c, ky, kx) patch.
+        float[] patches = new float[P * patchLen]; // (P, C*p*p)
+        for (int gy = 0; gy < grid; gy++) {
+            for (int gx = 0; gx < grid; gx++) {
+                int o = (gy * grid + gx) * patchLen;
+                for (int c = 0; c < C; c++) {
+                    for (int ky = 0; ky < patch; ky++) {
+                        System.arraycopy(pixels, c * S * S + (gy * patch + ky) * S + gx * patch, patches,
+                                o + (c * patch + ky) * patch, patch);
+                    }
+                }
+            }
+        }
+        float eps = (float) v.layerNormEps();
+        Tensor convW = Ops.reshape(tape, p(V + "embeddings.patch_embedding.weight"), D, patchLen); // (D, C*p*p)
+        Tensor patchEmb = Ops.linear(tape, Tensor.of(patches, P, patchLen), convW, null); // (P, D)
+        Tensor cls = Ops.reshape(tape, p(V + "embeddings.class_embedding"), 1, D); // (1, D)
+        Tensor h = Ops.add(tape, Ops.concatRows(tape, cls, patchEmb), p(V + "embeddings.position_embedding.weight"));
+        h = Ops.layerNorm(tape, h, p(V + "pre_layrnorm.weight"), p(V + "pre_layrnorm.bias"), eps); // (P+1, D)
+        int layers = config.visionFeatureLayerIndex();
+        for (int i = 0; i < layers; i++) {
+            String l = VL + i + ".";
+            Tensor x = Ops.layerNorm(tape, h, p(l + "layer_norm1.weight"), p(l + "layer_norm1.bias"), eps);
+            Tensor q = Ops.linear(tape, x, p(l + "self_attn.q_proj.weight"), p(l + "self_attn.q_proj.bias"));
+            Tensor k = Ops.linear(tape, x, p(l + "self_attn.k_proj.weight"), p(l + "self_attn.k_proj.bias"));
+            Tensor val = Ops.linear(tape, x, p(l + "self_attn.v_proj.weight"), p(l + "self_attn.v_proj.bias"));
+            int heads = v.numAttentionHeads();
+            Tensor a = Ops.attention(tape, q, k, val, heads, heads, false); // (P+1, D)
+            h = Ops.add(tape, h, Ops.linear(tape, a, p(l + "self_attn.out_proj.weight"), p(l + "self_attn.out_proj.bias")));
+            x = Ops.layerNorm(tape, h, p(l + "layer_norm2.weight"), p(l + "layer_norm2.bias"), eps);
+            x = activation(tape, v.hiddenAct(), Ops.linear(tape, x, p(l + "mlp.fc1.weight"), p(l + "mlp.fc1.bias")));
+            h = Ops.add(tape, h, Ops.linear(tape, x, p(l + "mlp.fc2.weight"), p(l + "mlp.fc2.bias")));
+        }
+        Tensor selected = config.visionFeatureSelectStrategy() == LlavaConfig.FeatureSelectStrategy.DEFAULT
+                ? Ops.sliceRows(tape, h, 1, h.dim(0)) : h; // (F, Dv)
+        Tensor y = activation(tape, config.projectorHiddenAct(),
+                Ops.linear(tape, selected, p(M + "linear_1.weight"), optional(M + "linear_1.bias")));
+        return Ops.linear(tape, y, p(M + "linear_2.weight"), optional(M + "linear_2.bias")); // (F, D)
+    }
+
+    /** Logits (T, V) for input ids with the image (pixels (C, S, S), or null without image tokens) spliced in. */
+    public Tensor logits(Tape tape, int[] ids, float[] pixels) {
+        LlamaTextConfig t = config.textConfig();
+        int imageToken = config.imageTokenIndex();
+        int imageTokens = 0;
+        for (int id : ids) {
+            if (id == imageToken) {
+                imageTokens++;
+            }
+        }
+        Tensor features = null; // (F, D)
+        if (pixels != null) {
+            if (imageTokens != config.imageSeqLength()) {
+                throw new IllegalArgumentException("input ids hold " + imageTokens + " image tokens (id " + imageToken
+                        + "), expected " + config.imageSeqLength() + " to match the image features");
+            }
+            features = imageFeatures(tape, pixels);
+        } else if (imageTokens > 0) {
+            throw new IllegalArgumentException("input ids hold " + imageTokens + " image tokens (id " + imageToken
+                    + ") but no pixel values were given");
+        }
+        Tensor embed = p(L + "embed_tokens.weight");
+        int[] textIds = ids;
+        if (features != null) {
+            // Image positions gather any valid row; their embeddings are replaced below and get no gradient.
+            textIds = ids.clone();
+            for (int i = 0; i < textIds.length; i++) {
+                if (textIds[i] == imageToken) {
+                    textIds[i] = padTokenId == NO_PAD ? 0 : padTokenId;
+                }
+            }
+        }
+        Tensor text = Ops.embedding(tape, embed, textIds, padTokenId == NO_PAD ? Ops.NO_PADDING : padTokenId); // (T, D)
+        Tensor h = features == null ? text : splice(tape, ids, text, features, imageToken); // (T, D)
+        float eps = (float) t.rmsNormEps();
+        int heads = t.numAttentionHeads();
+        int kvHeads = t.numKeyValueHeads();
+        for (int i = 0; i < t.numHiddenLayers(); i++) {
+            String l = L + "layers." + i + ".";
+            Tensor x = Ops.rmsNorm(tape, h, p(l + "input_layernorm.weight"), eps);
+            Tensor q = Ops.rope(tape, lin(tape, x, l + "self_attn.q_proj"), heads, t.ropeTheta(), 0);
+            Tensor k = Ops.rope(tape, lin(tape, x, l + "self_attn.k_proj"), kvHeads, t.ropeTheta(), 0);
+            Tensor v = lin(tape, x, l + "self_attn.v_proj");
+            Tensor a = Ops.attention(tape, q, k, v, heads, kvHeads, true); // (T, H*Hd)
+            h = Ops.add(tape, h, lin(tape, a, l + "self_attn.o_proj"));
+            x = Ops.rmsNorm(tape, h, p(l + "post_attention_layernorm.weight"), eps);
+            Tensor gate = activation(tape, t.hiddenAct(), lin(tape, x, l + "mlp.gate_proj"));
+            Tensor up = lin(tape, x, l + "mlp.up_proj");
+            h = Ops.add(tape, h, lin(tape, Ops.mul(tape, gate, up), l + "mlp.down_proj"));
+        }
+        h = Ops.rmsNorm(tape, h, p(L + "norm.weight"), eps);
+        Tensor head = config.tieWordEmbeddings() ? embed : p(LM_HEAD);
+        return Ops.linear(tape, h, head, null); // (T, V)
+    }
+
+    /** Replaces, in order, the rows of image tokens by the image features (HF masked_scatter). */
+    private static Tensor splice(Tape tape, int[] ids, Tensor text, Tensor features, int imageToken) {
+        List<Tensor> parts = new ArrayList<>();
+        int used = 0;
+        int t = 0;
+        while (t < ids.length) {
+            int end = t;
+            boolean image = ids[t] == imageToken;
+            while (end < ids.length && (ids[end] == imageToken) == image) {
+                end++;
+            }
+            parts.add(image ? Ops.sliceRows(tape, features, used, used + end - t) : Ops.sliceRows(tape, text, t, end));
+            if (image) {
+                used += end - t;
+            }
+            t = end;
+        }
+        return Ops.concatRows(tape, parts.toArray(Tensor[]::new));
+    }
+
+    private Tensor lin(Tape tape, Tensor x, String name) {
+        return Ops.linear(tape, x, p(name + ".weight"), optional(name + ".bias"));
+    }
+
+    private static Tensor activation(Tape tape, Activation act, Tensor x) {
+        return switch (act) {
+            case SILU -> Ops.silu(tape, x);
+            case GELU_ERF -> Ops.gelu(tape, x);
+            case GELU_TANH -> Ops.geluTanh(tape, x);
+            case QUICK_GELU -> Ops.quickGelu(tape, x);
+        };
+    }
+
+    /**
+     * HF's causal-LM loss for one example: cross-entropy of logits[t] against labels[t + 1] over the
+     * positions whose label is not -100, averaged over them (rank-0 tensor).
+     */
+    public Tensor loss(Tape tape, TrainingExample ex) {
+        Tensor logits = logits(tape, ex.inputIds(), ex.pixels()); // (T, V)
+        return Ops.crossEntropy(tape, logits, ex.shiftedTargets());
+    }
+
+    // ---------------------------------------------------------------- save
+
+    /** Writes config.json and model.safetensors (float32) into dir (created if needed), each atomically. */
+    public void save(Path dir) {
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new IllegalArgumentException(dir + ": cannot create directory: " + e.getMessage(), e);
+        }
+        writeWeights(dir.resolve("model.safetensors"));
+        AtomicFiles.writeString(dir.resolve(LlavaConfig.FILE_NAME), configJson(config, padTokenId));
+    }
+
+    /** Writes the parameters alone as a float32 safetensors file. */
+    public void writeWeights(Path file) {
+        SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
+        for (Tensor t : params.values()) {
+            long[] shape = Arrays.stream(t.shape()).asLongStream().toArray();
+            w.addFloats(t.name(), DType.F32, shape, t.data());
+        }
+        w.write(file);
+    }
+
+    /**
+     * The config.json text for a config: every field {@link LlavaConfig#parse} reads, spelled as
+     * transformers 4.x writes them, plus {@code text_config.pad_token_id} (omitted for {@link #NO_PAD}).
+     */
+    public static String configJson(LlavaConfig cfg, int padTokenId) {
+        ObjectNode c = JSON.createObjectNode();
+        c.putArray("architectures").add("LlavaForConditionalGeneration");
+        c.put("model_type", "llava");
+        c.put("image_token_index", cfg.imageTokenIndex());
+        c.put("projector_hidden_act", cfg.projectorHiddenAct().hfName());
+        c.put("multimodal_projector_bias", cfg.multimodalProjectorBias());
+        c.put("vision_feature_layer", cfg.visionFeatureLayer());
+        c.put("vision_feature_select_strategy",
+                cfg.visionFeatureSelectStrategy() == LlavaConfig.FeatureSelectStrategy.DEFAULT ? "default" : "full");
+        c.put("tie_word_embeddings", cfg.tieWordEmbeddings());
+        c.put("torch_dtype", "float32");
+        LlamaTextConfig t = cfg.textConfig();
+        ObjectNode tc = c.putObject("text_config");
+        tc.put("model_type", "llama");
+        tc.put("vocab_size", t.vocabSize());
+        tc.put("hidden_size", t.hiddenSize());
+        tc.put("intermediate_size", t.intermediateSize());
+        tc.put("num_hidden_layers", t.numHiddenLayers());
+        tc.put("num_attention_heads", t.numAttentionHeads());
+        tc.put("num_key_value_heads", t.numKeyValueHeads());
+        tc.put("head_dim", t.headDim());
+        tc.put("hidden_act", t.hiddenAct().hfName());
+        tc.put("max_position_embeddings", t.maxPositionEmbeddings());
+        tc.put("rms_norm_eps", t.rmsNormEps());
+        tc.put("rope_theta", t.ropeTheta());
+        tc.put("attention_bias", t.attentionBias());
+        tc.put("mlp_bias", t.mlpBias());
+        tc.put("bos_token_id", t.bosTokenId());
+        int[] eos = t.eosTokenIds();
+        if (eos.length == 1) {
+            tc.put("eos_token_id", eos[0]);
+        } else {
+            var arr = tc.putArray("eos_token_id");
+            for (int e : eos) {
+                arr.add(e);
+            }
+        }
+        if (padTokenId != NO_PAD) {
+            tc.put("pad_token_id", padTokenId);
+        }
+        tc.put("tie_word_embeddings", cfg.tieWordEmbeddings());
+        ClipVisionConfig v = cfg.visionConfig();
+        ObjectNode vc = c.putObject("vision_config");
+        vc.put("model_type", "clip_vision_model");
+        vc.put("hidden_size", v.hiddenSize());
+        vc.put("intermediate_size", v.intermediateSize());
+        vc.put("num_hidden_layers", v.numHiddenLayers());
+        vc.put("num_attention_heads", v.numAttentionHeads());
+        vc.put("num_channels", v.numChannels());
+        vc.put("image_size", v.imageSize());
+        vc.put("patch_size", v.patchSize());
+        vc.put("hidden_act", v.hiddenAct().hfName());
+        vc.put("layer_norm_eps", v.layerNormEps());
+        vc.put("projection_dim", v.projectionDim());
+        try {
+            return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(c) + "\n";
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** The names of parameters that differ in any bit between two models of the same config (for tests and checks). */
+    public static List<String> differingParameters(TrainableLlava a, TrainableLlava b) {
+        List<String> out = new ArrayList<>();
+        for (String name : new TreeSet<>(a.params.keySet())) {
+            Tensor tb = b.params.get(name);
+            if (tb == null || !Arrays.equals(a.params.get(name).data(), tb.data())) {
+                out.add(name);
+            }
+        }
+        return out;
+    }
+}

@@ -1,0 +1,212 @@
+package org.qvlm4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import javax.imageio.ImageIO;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.qvlm4j.data.ScienceQaDataset;
+import org.qvlm4j.data.ScienceQaProblem;
+import org.qvlm4j.data.SynthBenchmark;
+import org.qvlm4j.io.image.ClipPreprocessConfig;
+import org.qvlm4j.io.text.LlavaTokenizer;
+import org.qvlm4j.io.text.PromptTemplate;
+import org.qvlm4j.model.LlavaModel;
+import org.qvlm4j.train.QcmExampleEncoder;
+import org.qvlm4j.train.TrainableLlava;
+import org.qvlm4j.train.Trainer;
+import picocli.CommandLine;
+
+/**
+ * {@code qvlm4j train} end to end on a few synthetic problems with a tiny model: the output is an
+ * HF directory the runtime and tokenizer load, the loss falls, the same seed gives the same bytes,
+ * an interrupted run resumes to the same bytes, and bad inputs are refused with clear messages.
+ */
+class TrainCommandTest {
+    @TempDir
+    static Path shared;
+
+    static Path data;
+    static Path tokenizer;
+    static Path straight;
+
+    private static final String[] MODEL = {"--image-size", "16", "--patch", "8", "--vision-hidden", "16",
+        "--vision-layers", "1", "--text-hidden", "32", "--layers", "1", "--head-dim", "16", "--kv-heads", "1",
+        "--epochs", "3", "--batch", "4", "--limit", "12", "--lr", "3e-3", "--seed", "3", "--log-every", "1"};
+
+    @BeforeAll
+    static void benchmarkTokenizerAndOneRun() throws Exception {
+        data = shared.resolve("sq");
+        SynthBenchmark.write(data, new SynthBenchmark.Options(4, 12, 2, 2, SynthBenchmark.MIN_IMAGE_SIZE), null);
+        tokenizer = shared.resolve("tok");
+        writeWordLevelTokenizer(tokenizer, ScienceQaDataset.load(data).split("train"));
+        straight = shared.resolve("straight");
+        Result r = run(args(straight));
+        assertEquals(0, r.code, r.err);
+    }
+
+    record Result(int code, String out, String err) {
+    }
+
+    static Result run(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        CommandLine cl = new CommandLine(new TrainCommand());
+        cl.setOut(new PrintWriter(out, true));
+        cl.setErr(new PrintWriter(err, true));
+        int code = cl.execute(args);
+        return new Result(code, out.toString(), err.toString());
+    }
+
+    static String[] args(Path out, String... extra) {
+        List<String> a = new ArrayList<>(List.of("--data", data.toString(), "--out", out.toString(),
+                "--tokenizer", tokenizer.toString()));
+        a.addAll(List.of(MODEL));
+        a.addAll(List.of(extra));
+        return a.toArray(String[]::new);
+    }
+
+    /** An HF WordLevel tokenizer over every piece of the problems' prompts, with LLaMA-style special ids. */
+    static void writeWordLevelTokenizer(Path dir, List<ScienceQaProblem> problems) throws Exception {
+        Files.createDirectories(dir);
+        Pattern piece = Pattern.compile("\\w+|[^\\w\\s]+");
+        Set<String> vocab = new LinkedHashSet<>(List.of("<unk>", "<s>", "</s>", "<pad>", PromptTemplate.IMAGE_PLACEHOLDER));
+        List<String> texts = new ArrayList<>(List.of("A B C D E", PromptTemplate.VICUNA_V1.render("", 0)));
+        for (ScienceQaProblem p : problems) {
+            texts.add(QcmExampleEncoder.qcmMessage(p));
+        }
+        for (String t : texts) {
+            Matcher m = piece.matcher(t);
+            while (m.find()) {
+                vocab.add(m.group());
+            }
+        }
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode root = json.createObjectNode();
+        root.put("version", "1.0");
+        var added = root.putArray("added_tokens");
+        int id = 0;
+        for (String s : List.of("<unk>", "<s>", "</s>", "<pad>", PromptTemplate.IMAGE_PLACEHOLDER)) {
+            ObjectNode t = added.addObject();
+            t.put("id", id++).put("content", s).put("single_word", false).put("lstrip", false).put("rstrip", false)
+                    .put("normalized", false).put("special", true);
+        }
+        root.putNull("normalizer");
+        root.putObject("pre_tokenizer").put("type", "Whitespace");
+        ObjectNode post = root.putObject("post_processor");
+        post.put("type", "TemplateProcessing");
+        post.putArray("single").addObject().putObject("SpecialToken").put("id", "<s>").put("type_id", 0);
+        ((com.fasterxml.jackson.databind.node.ArrayNode) post.get("single")).addObject().putObject("Sequence")
+                .put("id", "A").put("type_id", 0);
+        post.putArray("pair");
+        ObjectNode bos = post.putObject("special_tokens").putObject("<s>");
+        bos.put("id", "<s>");
+        bos.putArray("ids").add(1);
+        bos.putArray("tokens").add("<s>");
+        root.putObject("decoder").put("type", "WordPiece").put("prefix", "##").put("cleanup", true);
+        ObjectNode model = root.putObject("model");
+        model.put("type", "WordLevel");
+        ObjectNode v = model.putObject("vocab");
+        int i = 0;
+        for (String s : vocab) {
+            v.put(s, i++);
+        }
+        model.put("unk_token", "<unk>");
+        Files.writeString(dir.resolve(LlavaTokenizer.TOKENIZER_FILE), json.writeValueAsString(root));
+        ObjectNode cfg = json.createObjectNode();
+        cfg.put("add_bos_token", true).put("add_eos_token", false).put("bos_token", "<s>").put("eos_token", "</s>")
+                .put("pad_token", "<pad>").put("unk_token", "<unk>").put("tokenizer_class", "PreTrainedTokenizerFast");
+        Files.writeString(dir.resolve(LlavaTokenizer.CONFIG_FILE), json.writeValueAsString(cfg));
+    }
+
+    @Test
+    void writesAnHfDirectoryTheRuntimeLoadsAndTheLossFalls() throws Exception {
+        for (String f : List.of("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                "preprocessor_config.json", Trainer.LOG_FILE, TrainCommand.PLOT, TrainCommand.MANIFEST)) {
+            assertTrue(Files.isRegularFile(straight.resolve(f)), f);
+        }
+        ClipPreprocessConfig pre = ClipPreprocessConfig.load(straight.resolve(ClipPreprocessConfig.FILE_NAME));
+        assertEquals(16, pre.resizeShortestEdge());
+        assertEquals(16, pre.cropHeight());
+        assertArrayEquals(ClipPreprocessConfig.CLIP_STD, pre.imageStd());
+        try (LlavaTokenizer tok = LlavaTokenizer.load(straight);
+             LlavaModel runtime = LlavaModel.load(straight)) {
+            assertEquals(tok.vocabSize(), runtime.config().textConfig().vocabSize());
+            assertEquals(tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER), runtime.config().imageTokenIndex());
+            assertEquals(4, runtime.config().imageSeqLength());
+        }
+        TrainableLlava trained = TrainableLlava.load(straight);
+        assertEquals(3, trained.padTokenId());
+        List<Trainer.LogRow> log = Trainer.readLog(straight.resolve(Trainer.LOG_FILE));
+        assertEquals(9, log.size(), "3 epochs of 12 examples in batches of 4");
+        double first = (log.get(0).loss() + log.get(1).loss() + log.get(2).loss()) / 3;
+        double last = (log.get(6).loss() + log.get(7).loss() + log.get(8).loss()) / 3;
+        assertTrue(last < first, "loss " + first + " -> " + last);
+        assertNotNull(ImageIO.read(straight.resolve(TrainCommand.PLOT).toFile()));
+        JsonNode manifest = new ObjectMapper().readTree(straight.resolve(TrainCommand.MANIFEST).toFile());
+        assertEquals(3, manifest.get("seed").asLong());
+        assertEquals(12, manifest.get("examples").asInt());
+        assertTrue(manifest.get("finished").asBoolean());
+        assertEquals("train", manifest.get("command").get(1).asText());
+        assertTrue(manifest.get("wall_seconds_this_run").asDouble() > 0);
+    }
+
+    @Test
+    void sameSeedSameBytesAndAResumedRunEndsTheSame() throws Exception {
+        byte[] expected = Files.readAllBytes(straight.resolve("model.safetensors"));
+        Path again = shared.resolve("again");
+        assertEquals(0, run(args(again)).code);
+        assertArrayEquals(expected, Files.readAllBytes(again.resolve("model.safetensors")));
+
+        Path resumed = shared.resolve("resumed");
+        Result part = run(args(resumed, "--max-steps", "4", "--checkpoint-every", "2"));
+        assertEquals(0, part.code, part.err);
+        assertTrue(part.out.contains("stopped after 4/9"), part.out);
+        Result refused = run(args(resumed));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, refused.code);
+        assertTrue(refused.err.contains("--out " + resumed) && refused.err.contains("not empty")
+                && refused.err.contains("--resume"), refused.err);
+        Result rest = run(args(resumed, "--resume"));
+        assertEquals(0, rest.code, rest.err);
+        assertTrue(rest.out.contains("trained 9/9"), rest.out);
+        assertArrayEquals(expected, Files.readAllBytes(resumed.resolve("model.safetensors")));
+        assertEquals(9, Trainer.readLog(resumed.resolve(Trainer.LOG_FILE)).size());
+    }
+
+    @Test
+    void badInputsAreRefusedWithClearMessages() throws Exception {
+        Path missing = shared.resolve("no-such-data");
+        Result r = run("--data", missing.toString(), "--out", shared.resolve("x").toString(), "--tokenizer",
+                tokenizer.toString(), "--seed", "1");
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, r.code);
+        assertTrue(r.err.contains(missing.toString()) && r.err.contains("no such directory"), r.err);
+        assertFalse(Files.exists(shared.resolve("x")), "nothing written on bad input");
+
+        r = run("--data", data.toString(), "--out", shared.resolve("y").toString(), "--tokenizer",
+                shared.resolve("no-tok").toString(), "--seed", "1");
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, r.code);
+        assertTrue(r.err.contains("--tokenizer") && r.err.contains("tokenizer.json"), r.err);
+
+        r = run(args(shared.resolve("z"), "--split", "nope"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, r.code);
+        assertTrue(r.err.contains("nope"), r.err);
+    }
+}
