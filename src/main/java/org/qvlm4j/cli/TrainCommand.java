@@ -15,6 +15,7 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.stream.Stream;
 import org.qvlm4j.data.ScienceQaDataset;
+import org.qvlm4j.data.WordLevelTokenizerBuilder;
 import org.qvlm4j.data.ScienceQaProblem;
 import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.LlavaConfig;
@@ -70,8 +71,8 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output model directory; must not exist or be empty unless --resume.")
     Path out;
 
-    @Option(names = "--tokenizer", required = true, paramLabel = "DIR", description = "Directory with tokenizer.json and tokenizer_config.json; "
-            + "its <image> token becomes image_token_index.")
+    @Option(names = "--tokenizer", paramLabel = "DIR", description = "Directory with tokenizer.json and tokenizer_config.json; "
+            + "its <image> token becomes image_token_index. Default: a word-level tokenizer built from the data's vocab.txt.")
     Path tokenizerDir;
 
     @Option(names = "--seed", required = true, description = "Seed of the initialisation and the shuffles.")
@@ -164,7 +165,8 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--data " + data + ": no such directory (expected a ScienceQA-format directory "
                     + "with " + ScienceQaDataset.PROBLEMS_FILE + ")");
         }
-        if (!Files.isDirectory(tokenizerDir) || !Files.isRegularFile(tokenizerDir.resolve(LlavaTokenizer.TOKENIZER_FILE))) {
+        if (tokenizerDir != null && (!Files.isDirectory(tokenizerDir)
+                || !Files.isRegularFile(tokenizerDir.resolve(LlavaTokenizer.TOKENIZER_FILE)))) {
             throw new IllegalArgumentException("--tokenizer " + tokenizerDir + ": expected a directory with "
                     + LlavaTokenizer.TOKENIZER_FILE);
         }
@@ -198,7 +200,10 @@ public final class TrainCommand implements Callable<Integer> {
         }
 
         mkdirs(out);
-        for (String f : TOKENIZER_FILES) {
+        if (tokenizerDir == null) {
+            WordLevelTokenizerBuilder.writeForBenchmark(out, data);
+        }
+        for (String f : tokenizerDir == null ? List.<String>of() : TOKENIZER_FILES) {
             Path src = tokenizerDir.resolve(f);
             if (Files.isRegularFile(src)) {
                 try {
@@ -216,7 +221,7 @@ public final class TrainCommand implements Callable<Integer> {
         int padId;
         try (LlavaTokenizer tok = LlavaTokenizer.load(out)) {
             if (!tok.hasToken(PromptTemplate.IMAGE_PLACEHOLDER)) {
-                throw new IllegalArgumentException(tokenizerDir.resolve(LlavaTokenizer.TOKENIZER_FILE) + ": no '"
+                throw new IllegalArgumentException(out.resolve(LlavaTokenizer.TOKENIZER_FILE) + ": no '"
                         + PromptTemplate.IMAGE_PLACEHOLDER + "' token (needed as image_token_index)");
             }
             ModelShape shape = new ModelShape(imageSize, patch, visionHidden, visionLayers, visionHidden / headDim,

@@ -1,5 +1,7 @@
 package org.qvlm4j.train;
 
+import org.qvlm4j.eval.ScienceQaPrompt;
+
 import java.util.function.Function;
 import org.qvlm4j.data.ScienceQaProblem;
 import org.qvlm4j.io.config.LlavaConfig;
@@ -22,7 +24,7 @@ import org.qvlm4j.tensor.Ops;
  * {@code encode(letter)} without special tokens and the EOS id; labels are -100 on the prompt.
  *
  * <p>The user message is a function, so the evaluation's final prompt builder can replace
- * {@link #qcmMessage} without touching the rest.
+ * {@link ScienceQaPrompt#message} without touching the rest.
  */
 public final class QcmExampleEncoder implements ExampleEncoder {
     /** LLaVA-1.5's ScienceQA answer instruction (model_vqa_science.py, --single-pred-prompt). */
@@ -34,9 +36,9 @@ public final class QcmExampleEncoder implements ExampleEncoder {
     private final PromptTemplate template;
     private final Function<ScienceQaProblem, String> message;
 
-    /** An encoder with the built-in {@link #qcmMessage} and the VICUNA_V1 template. */
+    /** An encoder with the built-in {@link ScienceQaPrompt#message} and the VICUNA_V1 template. */
     public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images) {
-        this(tokenizer, config, images, PromptTemplate.VICUNA_V1, QcmExampleEncoder::qcmMessage);
+        this(tokenizer, config, images, PromptTemplate.VICUNA_V1, ScienceQaPrompt::message);
     }
 
     public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images,
@@ -52,20 +54,6 @@ public final class QcmExampleEncoder implements ExampleEncoder {
                     + "' to image_token_index " + config.imageTokenIndex() + ", got "
                     + (tokenizer.hasToken(PromptTemplate.IMAGE_PLACEHOLDER) ? tokenizer.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER) : "no such token"));
         }
-    }
-
-    /** The user message without the image placeholder: optional context, question, lettered choices, instruction. */
-    public static String qcmMessage(ScienceQaProblem p) {
-        StringBuilder sb = new StringBuilder();
-        if (p.hasText()) {
-            sb.append("Context: ").append(p.hint()).append('\n');
-        }
-        sb.append(p.question()).append('\n');
-        for (int i = 0; i < p.choices().size(); i++) {
-            sb.append((char) ('A' + i)).append(". ").append(p.choices().get(i)).append('\n');
-        }
-        sb.append(ANSWER_INSTRUCTION);
-        return sb.toString();
     }
 
     /** The letter of the correct choice. */

@@ -63,6 +63,23 @@ class TrainCommandTest {
         assertEquals(0, r.code, r.err);
     }
 
+    @Test
+    void withoutTokenizerBuildsOneFromTheDataVocabulary() throws Exception {
+        Path out = shared.resolve("default-tokenizer");
+        List<String> a = new ArrayList<>(List.of("--data", data.toString(), "--out", out.toString(), "--max-steps", "1"));
+        a.addAll(List.of(MODEL));
+        Result r = run(a.toArray(String[]::new));
+        assertEquals(0, r.code, r.err);
+        try (LlavaTokenizer tok = LlavaTokenizer.load(out)) {
+            assertEquals(org.qvlm4j.data.WordLevelTokenizerBuilder.IMAGE_TOKEN_ID, tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER));
+            assertEquals(tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER),
+                    org.qvlm4j.io.config.LlavaConfig.load(out).imageTokenIndex());
+            for (String w : org.qvlm4j.data.WordLevelTokenizerBuilder.readVocabulary(data.resolve("vocab.txt"))) {
+                assertTrue(tok.hasToken(w), "vocabulary word '" + w + "' has a token");
+            }
+        }
+    }
+
     record Result(int code, String out, String err) {
     }
 
@@ -91,7 +108,7 @@ class TrainCommandTest {
         Set<String> vocab = new LinkedHashSet<>(List.of("<unk>", "<s>", "</s>", "<pad>", PromptTemplate.IMAGE_PLACEHOLDER));
         List<String> texts = new ArrayList<>(List.of("A B C D E", PromptTemplate.VICUNA_V1.render("", 0)));
         for (ScienceQaProblem p : problems) {
-            texts.add(QcmExampleEncoder.qcmMessage(p));
+            texts.add(org.qvlm4j.eval.ScienceQaPrompt.message(p));
         }
         for (String t : texts) {
             Matcher m = piece.matcher(t);
