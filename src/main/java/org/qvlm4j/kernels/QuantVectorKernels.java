@@ -725,10 +725,14 @@ final class QuantVectorKernels implements QuantKernelSet {
 
     /** Lane sum in a fixed pairwise order, as {@link VectorKernels#sumLanes}: the same bits interpreted or compiled. */
     private static float sumLanes(FloatVector v) {
+        float[] t = new float[L];
+        v.intoArray(t, 0);
         for (int half = L / 2; half >= 1; half /= 2) {
-            v = v.add(v.slice(half));
+            for (int i = 0; i < half; i++) {
+                t[i] += t[i + half];
+            }
         }
-        return v.lane(0);
+        return t[0];
     }
 
 }

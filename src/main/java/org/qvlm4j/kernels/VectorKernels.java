@@ -292,13 +292,17 @@ final class VectorKernels implements KernelSet {
      * Sum of the lanes in a fixed pairwise order (lane i + lane i + L/2, halving until one lane).
      * {@code reduceLanes(ADD)} leaves the order unspecified, and the interpreted and compiled forms
      * of it do differ, so a forward pass would change its last bits once the JIT compiles it;
-     * whole-lane shifts and lane-wise adds are exact, so this order is the same everywhere.
+     * spilling the lanes and adding them in scalar code fixes the order everywhere.
      */
     static float sumLanes(FloatVector v) {
+        float[] t = new float[L];
+        v.intoArray(t, 0);
         for (int half = L / 2; half >= 1; half /= 2) {
-            v = v.add(v.slice(half));
+            for (int i = 0; i < half; i++) {
+                t[i] += t[i + half];
+            }
         }
-        return v.lane(0);
+        return t[0];
     }
 
     /** One row with the same per-element arithmetic as the 4-row tiles. */
