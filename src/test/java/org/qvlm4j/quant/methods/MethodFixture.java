@@ -15,8 +15,8 @@ import org.qvlm4j.quant.calib.Calibrator;
 import org.qvlm4j.quant.calib.SiteStats;
 
 /**
- * The tiny LLaVA fixture, its reference prompt, seeded calibration prompts (the reference ids with
- * random text tokens, random pixels) and calibration statistics with Hessians for every linear input.
+ * The tiny LLaVA fixture, its reference prompt, calibration prompts (the reference prompt and seeded
+ * variants with random text tokens and random pixels) and calibration statistics with Hessians for every linear input.
  */
 final class MethodFixture {
     static final Path TINY = Path.of("src/test/resources/fixtures/tiny-llava");
@@ -39,6 +39,9 @@ final class MethodFixture {
             }
             pixels = ref.get("pixel_values").toFloatArray();
         }
+        // the reference prompt itself plus seeded variants, so that static ranges cover the evaluated prompt
+        calibIds.add(ids);
+        calibPixels.add(pixels);
         SplittableRandom rnd = new SplittableRandom(CALIB_SEED);
         for (int s = 0; s < CALIB_SAMPLES; s++) {
             int[] c = ids.clone();
