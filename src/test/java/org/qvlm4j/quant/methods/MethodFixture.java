@@ -63,9 +63,14 @@ final class MethodFixture {
 
     /** Statistics of every linear input (with Hessian) over the calibration prompts, written to dir. */
     CalibrationStats stats(Path dir) {
+        return stats(dir, true);
+    }
+
+    /** As {@link #stats(Path)}, with or without the Hessians. */
+    CalibrationStats stats(Path dir, boolean hessian) {
         try (LlavaModel m = model()) {
             List<String> sites = m.linears().stream().map(l -> l.name() + ".in").toList();
-            SiteStats.Options o = new SiteStats.Options(256, 0, true, false);
+            SiteStats.Options o = new SiteStats.Options(256, 0, hessian, false);
             CalibrationTap tap = new CalibrationTap(site -> sites.contains(site) ? o : null, null);
             m.setActivationTap(tap);
             for (int s = 0; s < calibIds.size(); s++) {

@@ -1,6 +1,7 @@
 package org.qvlm4j.quant.methods;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Path;
@@ -23,7 +24,7 @@ import org.qvlm4j.quant.calib.CalibrationStats;
 /** Every baseline on the tiny LLaVA fixture under the presets. */
 class MethodsEndToEndTest {
     /** Relative L2 error of W8A8 logits vs FP that every method must stay under. */
-    static final double W8A8_MAX_REL_ERR = 0.05;
+    static final double W8A8_MAX_REL_ERR = 0.02;
     /** Below this relative logit change a 4-bit run would not have quantized anything. */
     static final double MIN_4BIT_CHANGE = 1e-3;
 
@@ -72,6 +73,8 @@ class MethodsEndToEndTest {
             assertEquals(method, r.method());
             assertTrue(!r.report().isEmpty());
             r.report().forEach(row -> assertTrue(Double.isFinite(row.weightMse()) && row.outputMse() >= 0, row.toString()));
+            assertEquals(r.weights().keySet(), r.report().stream().map(LayerReport::linear)
+                    .collect(java.util.stream.Collectors.toSet()));
             r.installTap(m);
             float[] logits = m.forward(fx.ids, fx.pixels);
             double rel = MethodFixture.relErr(logits, fp);
@@ -81,6 +84,42 @@ class MethodsEndToEndTest {
             } else {
                 assertTrue(rel > MIN_4BIT_CHANGE, method + " " + preset + " rel " + rel);
             }
+        }
+    }
+
+    /** Sum over the report of outputMse · N: the calibration output error of the whole model's linears. */
+    static double totalOutputError(QuantResult r, LlavaModel m) {
+        Map<String, Integer> n = new HashMap<>();
+        m.linears().forEach(l -> n.put(l.name(), l.outFeatures()));
+        return r.report().stream().mapToDouble(row -> row.outputMse() * n.get(row.linear())).sum();
+    }
+
+    @Test
+    void gptqAndZeroQuantLowerTheCalibrationOutputErrorOfRtnAt4Bits() {
+        QuantPlan plan = QuantPlan.preset(QuantPreset.W4A16);
+        double rtn;
+        try (LlavaModel m = MethodFixture.model()) {
+            rtn = totalOutputError(new Rtn().apply(m, plan, stats), m);
+        }
+        for (String method : List.of("gptq", "zeroquant-v2", "awq")) {
+            try (LlavaModel m = MethodFixture.model()) {
+                double e = totalOutputError(METHODS.get(method).get().apply(m, plan, stats), m);
+                assertTrue(e < rtn, method + " " + e + " vs rtn " + rtn);
+            }
+        }
+    }
+
+    @Test
+    void hessianMethodsNameTheMissingStatistic() {
+        try (CalibrationStats plain = fx.stats(tmp.resolve("plain"), false);
+             LlavaModel m = MethodFixture.model()) {
+            QuantPlan plan = QuantPlan.preset(QuantPreset.W4A16);
+            for (QuantMethod qm : List.of(new Gptq(Gptq.Config.DEFAULT), new Awq(Awq.Config.DEFAULT))) {
+                IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> qm.apply(m, plan, plain));
+                assertTrue(e.getMessage().contains(".in.hessian") && e.getMessage().contains("--hessian"), e.getMessage());
+            }
+            QuantResult r = new Rtn().apply(m, plan, plain);
+            r.report().forEach(row -> assertTrue(Double.isNaN(row.outputMse()), row.toString()));
         }
     }
 
