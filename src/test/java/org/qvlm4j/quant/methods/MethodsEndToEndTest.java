@@ -109,6 +109,42 @@ class MethodsEndToEndTest {
         }
     }
 
+    /** The Hessian is stored in F32, so the proxy agrees with the direct sum to about this relative error. */
+    static final double HESSIAN_PROXY_REL_TOL = 1e-3;
+
+    @Test
+    void reportedOutputErrorEqualsTheDirectErrorOnCalibrationInputs() {
+        QuantPlan plan = QuantPlan.preset(QuantPreset.W4A16);
+        try (LlavaModel fpModel = MethodFixture.model(); LlavaModel m = MethodFixture.model()) {
+            QuantResult r = new Awq(Awq.Config.DEFAULT).apply(m, plan, stats);
+            for (String name : List.of("llm.layers.0.mlp.down_proj", "llm.layers.1.self_attn.v_proj",
+                    "vision.layers.0.mlp.fc1", "projector.linear_2")) {
+                var orig = fpModel.linears().stream().filter(l -> l.name().equals(name)).findFirst().orElseThrow();
+                int n = orig.outFeatures();
+                int k = orig.inFeatures();
+                float[] x = fx.inputs(fpModel, orig); // (T, K)
+                int t = x.length / k;
+                float[] w = orig.weight().toFloatArray();
+                float[] stored = r.weights().get(name).toFloatArray();
+                float[] s = r.scales().get(name);
+                String placement = r.layer(name).scalePlacement();
+                float[] eff = s == null || placement.equals("weight") ? stored : MethodSupport.unscaleColumns(stored, n, k, s);
+                double sum = 0;
+                for (int i = 0; i < t; i++) {
+                    for (int o = 0; o < n; o++) {
+                        double d = 0;
+                        for (int j = 0; j < k; j++) {
+                            d += ((double) eff[o * k + j] - w[o * k + j]) * x[i * k + j];
+                        }
+                        sum += d * d;
+                    }
+                }
+                double direct = sum / ((double) t * n);
+                assertEquals(direct, r.layer(name).outputMse(), HESSIAN_PROXY_REL_TOL * direct, name);
+            }
+        }
+    }
+
     @Test
     void hessianMethodsNameTheMissingStatistic() {
         try (CalibrationStats plain = fx.stats(tmp.resolve("plain"), false);
