@@ -39,6 +39,17 @@ public final class ClipEncoderLayer {
         fc2 = w.linear(p + ".mlp.fc2");
     }
 
+    /** The live norm vector for a local name ({@code layer_norm1.weight}, ...), or null. */
+    float[] normVector(String local) {
+        return switch (local) {
+            case "layer_norm1.weight" -> ln1w;
+            case "layer_norm1.bias" -> ln1b;
+            case "layer_norm2.weight" -> ln2w;
+            case "layer_norm2.bias" -> ln2b;
+            default -> null;
+        };
+    }
+
     /** Updates the residual stream h (T, D) in place. */
     void forward(float[] h, int T, ActivationTap tap) {
         int D = cfg.hiddenSize();

@@ -40,6 +40,15 @@ public final class LlamaDecoderLayer {
         downProj = w.linear(p + ".mlp.down_proj");
     }
 
+    /** The live norm vector for a local name ({@code input_layernorm.weight}, ...), or null. */
+    float[] normVector(String local) {
+        return switch (local) {
+            case "input_layernorm.weight" -> inputNorm;
+            case "post_attention_layernorm.weight" -> postAttentionNorm;
+            default -> null;
+        };
+    }
+
     /**
      * Updates h (T, D) in place for tokens at positions pos0 .. pos0+T-1; s.cos/s.sin hold their
      * rotary angles. Appends the T keys and values to the cache rows pos0 .. pos0+T-1.

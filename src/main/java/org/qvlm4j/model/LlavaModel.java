@@ -85,6 +85,33 @@ public final class LlavaModel implements AutoCloseable {
         return all;
     }
 
+    private static final java.util.regex.Pattern NORM_NAME =
+            java.util.regex.Pattern.compile("(vision|llm)\\.layers\\.(\\d+)\\.(.+)");
+
+    /**
+     * The live parameter array of a per-layer norm, by canonical name
+     * ({@code llm.layers.<i>.input_layernorm.weight}, {@code llm.layers.<i>.post_attention_layernorm.weight},
+     * {@code vision.layers.<i>.layer_norm{1,2}.{weight,bias}}): changes made to it take effect in
+     * the next forward pass (scale folding such as SmoothQuant's). Unknown names are an error.
+     */
+    public float[] normVector(String canonicalName) {
+        java.util.regex.Matcher m = NORM_NAME.matcher(canonicalName);
+        float[] v = null;
+        if (m.matches()) {
+            int i = Integer.parseInt(m.group(2));
+            if (m.group(1).equals("llm") && i < language.layers().size()) {
+                v = language.layers().get(i).normVector(m.group(3));
+            } else if (m.group(1).equals("vision") && i < vision.layers().size()) {
+                v = vision.layers().get(i).normVector(m.group(3));
+            }
+        }
+        if (v == null) {
+            throw new IllegalArgumentException("no norm vector '" + canonicalName + "'; expected e.g. "
+                    + "llm.layers.0.input_layernorm.weight or vision.layers.0.layer_norm1.bias");
+        }
+        return v;
+    }
+
     /** Projected image features (F, D) for pixels (C, S, S): F = P, or P + 1 with the "full" strategy. */
     public float[] imageFeatures(float[] pixels) {
         int Dv = cfg.visionConfig().hiddenSize();
