@@ -17,6 +17,7 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashSet;
@@ -24,6 +25,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.SplittableRandom;
 
 /**
  * A dataset in ScienceQA's file layout (lupantech/ScienceQA data/scienceqa, the layout LLaVA's
@@ -320,4 +322,35 @@ public final class ScienceQaDataset {
     static void writeAtomically(Path target, byte[] bytes) {
         org.qvlm4j.io.AtomicFiles.write(target, bytes);
     }
+
+    /**
+     * A seeded sample of n problems of a split, kept in split order: the first n positions of a
+     * Fisher-Yates shuffle driven by {@code SplittableRandom(seed)}, sorted. Evaluation limits and
+     * calibration sets both draw with it, so one seed names one subset everywhere.
+     */
+    public static List<ScienceQaProblem> sample(List<ScienceQaProblem> split, int n, long seed) {
+        int size = split.size();
+        if (n < 0 || n > size) {
+            throw new IllegalArgumentException("sample size must be in [0, " + size + "], got " + n);
+        }
+        int[] idx = new int[size];
+        for (int i = 0; i < size; i++) {
+            idx[i] = i;
+        }
+        SplittableRandom rnd = new SplittableRandom(seed);
+        for (int i = 0; i < n; i++) {
+            int j = i + rnd.nextInt(size - i);
+            int t = idx[i];
+            idx[i] = idx[j];
+            idx[j] = t;
+        }
+        int[] chosen = Arrays.copyOf(idx, n);
+        Arrays.sort(chosen);
+        List<ScienceQaProblem> out = new ArrayList<>(n);
+        for (int i : chosen) {
+            out.add(split.get(i));
+        }
+        return out;
+    }
+
 }

@@ -21,12 +21,10 @@ import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
 import org.qvlm4j.data.ScienceQaDataset;
@@ -186,25 +184,7 @@ public final class EvalRun {
         if (limit == 0 || limit >= split.size()) {
             return split;
         }
-        int n = split.size();
-        int[] idx = new int[n];
-        for (int i = 0; i < n; i++) {
-            idx[i] = i;
-        }
-        SplittableRandom rnd = new SplittableRandom(seed);
-        for (int i = 0; i < limit; i++) {
-            int j = i + rnd.nextInt(n - i);
-            int t = idx[i];
-            idx[i] = idx[j];
-            idx[j] = t;
-        }
-        int[] chosen = Arrays.copyOf(idx, limit);
-        Arrays.sort(chosen);
-        List<ScienceQaProblem> out = new ArrayList<>(limit);
-        for (int i : chosen) {
-            out.add(split.get(i));
-        }
-        return out;
+        return ScienceQaDataset.sample(split, limit, seed);
     }
 
     /** What identifies a run: model and data files, split, selection and settings. */

@@ -14,7 +14,6 @@ import java.util.HexFormat;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
-import java.util.SplittableRandom;
 import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.regex.Pattern;
@@ -208,25 +207,7 @@ public final class Calibrator {
 
     /** A seeded sample of n problems of the split, kept in split order. */
     public static List<ScienceQaProblem> sample(List<ScienceQaProblem> split, int n, long seed) {
-        int size = split.size();
-        int[] idx = new int[size];
-        for (int i = 0; i < size; i++) {
-            idx[i] = i;
-        }
-        SplittableRandom rnd = new SplittableRandom(seed);
-        for (int i = 0; i < n; i++) {
-            int j = i + rnd.nextInt(size - i);
-            int t = idx[i];
-            idx[i] = idx[j];
-            idx[j] = t;
-        }
-        int[] chosen = Arrays.copyOf(idx, n);
-        Arrays.sort(chosen);
-        List<ScienceQaProblem> out = new ArrayList<>(n);
-        for (int i : chosen) {
-            out.add(split.get(i));
-        }
-        return out;
+        return ScienceQaDataset.sample(split, n, seed);
     }
 
     /**
