@@ -12,6 +12,7 @@ import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.io.safetensors.Checkpoint;
 import org.qvlm4j.io.safetensors.TensorEntry;
 import org.qvlm4j.model.LlavaWeights;
+import org.qvlm4j.model.QuantizedLayouts;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -54,6 +55,13 @@ final class InspectCommand implements Callable<Integer> {
         out.printf("           vocab %d, rope theta %s, rms eps %s, max positions %d, image token %d, tied embeddings %s%n",
                 t.vocabSize(), t.ropeTheta(), t.rmsNormEps(), t.maxPositionEmbeddings(), cfg.imageTokenIndex(),
                 cfg.tieWordEmbeddings());
+        Map<String, LlavaWeights.PackedLayout> packed = QuantizedLayouts.read(modelDir);
+        if (!packed.isEmpty()) {
+            Map<String, Integer> byFormat = new java.util.TreeMap<>();
+            packed.values().forEach(l -> byFormat.merge(l.format() + (l.symmetric() ? " sym" : "") + " group "
+                    + l.groupSize(), 1, Integer::sum));
+            out.printf("quantized  method %s, %d packed linears: %s%n", quantMethod(modelDir), packed.size(), byFormat);
+        }
         try (Checkpoint ckpt = Checkpoint.open(modelDir)) {
             Map<String, long[]> perComponent = new LinkedHashMap<>();
             for (String c : new String[] {"vision", "projector", "llm", "lm_head", "other"}) {
@@ -80,12 +88,39 @@ final class InspectCommand implements Callable<Integer> {
             if (!noTensors) {
                 out.println();
                 for (TensorEntry e : ckpt.tensors().values()) {
-                    out.printf("%-72s %-5s %s%n", e.name(), e.dtype(), Arrays.toString(e.shape()));
+                    out.printf("%-72s %-5s %s%s%n", e.name(), e.dtype(), Arrays.toString(e.shape()),
+                            packedNote(packed, e.name()));
                 }
             }
         }
         out.flush();
         return 0;
+    }
+
+    /** For a packed tensor, its linear's packed format, e.g. {@code  (packed INT4 group 32)}; else empty. */
+    private static String packedNote(Map<String, LlavaWeights.PackedLayout> packed, String key) {
+        String c = LlavaWeights.canonicalName(key);
+        if (c == null) {
+            return "";
+        }
+        for (String suffix : new String[] {LlavaWeights.QWEIGHT, LlavaWeights.SCALES, LlavaWeights.ZEROS}) {
+            if (c.endsWith(suffix)) {
+                LlavaWeights.PackedLayout l = packed.get(c.substring(0, c.length() - suffix.length()));
+                if (l != null) {
+                    return "  (packed " + l.format() + (l.symmetric() ? " sym" : "") + " group " + l.groupSize() + ")";
+                }
+            }
+        }
+        return "";
+    }
+
+    private static String quantMethod(Path modelDir) {
+        try {
+            return new com.fasterxml.jackson.databind.ObjectMapper().readTree(
+                    modelDir.resolve(QuantizedLayouts.FILE).toFile()).path("method").asText("?");
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
     }
 
     private static String component(String key) {

@@ -1,18 +1,24 @@
 package org.qvlm4j.model;
 
 import org.qvlm4j.kernels.Gemm;
+import org.qvlm4j.kernels.PackedMatrix;
+import org.qvlm4j.kernels.QuantGemm;
 import org.qvlm4j.kernels.WeightMatrix;
 
 /**
  * A linear layer y = x W^T + b as torch.nn.Linear, with its weight kept in the stored dtype and
- * read in place by {@link Gemm#matmul}. The weight can be swapped (for example for a quantized
- * one) as long as the shape stays the same.
+ * read in place by {@link Gemm#matmul}, or held as a low-bit {@link PackedMatrix} (a quantized
+ * checkpoint) and read by the weight-only {@link QuantGemm#matmul}. The weight can be swapped (for
+ * example for a quantized one) as long as the shape stays the same.
  */
 public final class Linear {
     private final String name;
     private final String inSite;
     private final String outSite;
-    private WeightMatrix weight; // (N, K)
+    private final int rows;
+    private final int cols;
+    private WeightMatrix weight; // (N, K), null while packed is set
+    private PackedMatrix packed; // (N, K), or null
     private final float[] bias; // (N) or null
     private float[] tapCopy = new float[0];
 
@@ -24,7 +30,24 @@ public final class Linear {
         this.name = name;
         this.inSite = name + ".in";
         this.outSite = name + ".out";
+        this.rows = weight.rows();
+        this.cols = weight.cols();
         this.weight = weight;
+        this.bias = bias;
+    }
+
+    /** A linear whose weight is a packed low-bit matrix (N, K). */
+    public Linear(String name, PackedMatrix packed, float[] bias) {
+        if (bias != null && bias.length != packed.rows()) {
+            throw new IllegalArgumentException(name + ": bias has " + bias.length + " values, packed weight has "
+                    + packed.rows() + " rows");
+        }
+        this.name = name;
+        this.inSite = name + ".in";
+        this.outSite = name + ".out";
+        this.rows = packed.rows();
+        this.cols = packed.cols();
+        this.packed = packed;
         this.bias = bias;
     }
 
@@ -34,15 +57,28 @@ public final class Linear {
     }
 
     public int inFeatures() {
-        return weight.cols();
+        return cols;
     }
 
     public int outFeatures() {
-        return weight.rows();
+        return rows;
     }
 
+    /** The weight; for a packed linear a freshly dequantized F32 copy (the forward does not use it). */
     public WeightMatrix weight() {
-        return weight;
+        return packed != null ? WeightMatrix.ofFloats(packed.dequantize(), rows, cols) : weight;
+    }
+
+    /** The packed weight, or null when the weight is a floating-point matrix. */
+    public PackedMatrix packed() {
+        return packed;
+    }
+
+    /** Replaces the weight with a packed matrix of the same shape; the forward then runs the low-bit kernel. */
+    public void replaceWeight(PackedMatrix w) {
+        checkShape(w.rows(), w.cols());
+        packed = w;
+        weight = null;
     }
 
     /** The bias (N), or null; callers must not change it. */
@@ -52,17 +88,22 @@ public final class Linear {
 
     /** Replaces the weight with one of the same shape (any dtype {@link WeightMatrix} allows). */
     public void replaceWeight(WeightMatrix w) {
-        if (w.rows() != weight.rows() || w.cols() != weight.cols()) {
-            throw new IllegalArgumentException(name + ": replacement weight has shape (" + w.rows() + ", " + w.cols()
-                    + "), expected (" + weight.rows() + ", " + weight.cols() + ")");
-        }
+        checkShape(w.rows(), w.cols());
         weight = w;
+        packed = null;
+    }
+
+    private void checkShape(int r, int c) {
+        if (r != rows || c != cols) {
+            throw new IllegalArgumentException(name + ": replacement weight has shape (" + r + ", " + c
+                    + "), expected (" + rows + ", " + cols + ")");
+        }
     }
 
     /** out (T, N) = x (T, K) W^T + b; x is not modified. */
     public void forward(float[] x, int T, float[] out, ActivationTap tap) {
-        int K = weight.cols();
-        int N = weight.rows();
+        int K = cols;
+        int N = rows;
         float[] in = x;
         if (tap != null) {
             int n = T * K;
@@ -73,7 +114,11 @@ public final class Linear {
             tap.onActivation(inSite, tapCopy, T, K);
             in = tapCopy;
         }
-        Gemm.matmul(in, T, weight, out);
+        if (packed != null) {
+            QuantGemm.matmul(in, T, packed, out);
+        } else {
+            Gemm.matmul(in, T, weight, out);
+        }
         if (bias != null) {
             for (int t = 0; t < T; t++) {
                 int o = t * N;

@@ -32,12 +32,15 @@ public final class LlavaModel implements AutoCloseable {
         this.language = new LlamaModel(weights, cfg.textConfig(), cfg.tieWordEmbeddings());
     }
 
-    /** Loads {@code config.json} and the (possibly sharded) safetensors checkpoint of a model directory. */
+    /**
+     * Loads {@code config.json} and the (possibly sharded) safetensors checkpoint of a model directory;
+     * with a {@code quantization_config.json}, its packed linears run the low-bit kernels.
+     */
     public static LlavaModel load(Path modelDir) {
         LlavaConfig cfg = LlavaConfig.load(modelDir);
         Checkpoint ckpt = Checkpoint.open(modelDir);
         try {
-            return new LlavaModel(cfg, LlavaWeights.of(ckpt, cfg));
+            return new LlavaModel(cfg, LlavaWeights.of(ckpt, cfg, QuantizedLayouts.read(modelDir)));
         } catch (RuntimeException e) {
             ckpt.close();
             throw e;

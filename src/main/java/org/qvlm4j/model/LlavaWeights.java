@@ -1,5 +1,7 @@
 package org.qvlm4j.model;
 
+import org.qvlm4j.kernels.PackedMatrix;
+import org.qvlm4j.kernels.QuantFormat;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -36,6 +38,19 @@ import org.qvlm4j.kernels.WeightMatrix;
 public final class LlavaWeights {
     private final Checkpoint checkpoint;
     private final Map<String, TensorEntry> byCanonical;
+    private final Map<String, PackedLayout> packedLayouts = new HashMap<>();
+
+    /**
+     * How a linear's weight is stored packed in a quantized checkpoint: tensors
+     * {@code <prefix>.qweight} (U8 codes, (N, rowBytes)), {@code <prefix>.scales} (F32, (N, groups))
+     * and, for asymmetric uniform formats, {@code <prefix>.zeros} (U8, (N, groups)).
+     */
+    public record PackedLayout(QuantFormat format, int groupSize, boolean symmetric) {}
+
+    /** Suffixes of the tensors of a packed linear. */
+    public static final String QWEIGHT = ".qweight";
+    public static final String SCALES = ".scales";
+    public static final String ZEROS = ".zeros";
 
     private LlavaWeights(Checkpoint checkpoint, Map<String, TensorEntry> byCanonical) {
         this.checkpoint = checkpoint;
@@ -162,8 +177,40 @@ public final class LlavaWeights {
 
     /** Validates the checkpoint against the config and indexes it by canonical name. */
     public static LlavaWeights of(Checkpoint ckpt, LlavaConfig cfg) {
+        return of(ckpt, cfg, Map.of());
+    }
+
+    /**
+     * As {@link #of(Checkpoint, LlavaConfig)}, with the linears named in packed (canonical prefix,
+     * e.g. {@code llm.layers.0.mlp.down_proj}) stored as packed tensors instead of {@code .weight}.
+     */
+    public static LlavaWeights of(Checkpoint ckpt, LlavaConfig cfg, Map<String, PackedLayout> packed) {
         Map<String, long[]> expected = expectedShapes(cfg);
         Map<String, long[]> optional = optionalShapes(cfg);
+        Map<String, DType> packedDtypes = new HashMap<>();
+        for (Map.Entry<String, PackedLayout> e : packed.entrySet()) {
+            long[] w = expected.get(e.getKey() + ".weight");
+            if (w == null || w.length != 2) {
+                throw new IllegalArgumentException(ckpt.dir() + ": packed linear '" + e.getKey()
+                        + "' is not a linear of a LLaVA model with this config");
+            }
+            PackedLayout pl = e.getValue();
+            int k = Math.toIntExact(w[1]);
+            long groups = pl.groupSize() > 0 && k % pl.groupSize() == 0 ? k / pl.groupSize() : -1;
+            if (groups < 0) {
+                throw new IllegalArgumentException(ckpt.dir() + ": packed linear '" + e.getKey() + "' group size "
+                        + pl.groupSize() + " does not divide K = " + k);
+            }
+            expected.remove(e.getKey() + ".weight");
+            expected.put(e.getKey() + QWEIGHT, new long[] {w[0], pl.format().rowBytes(k)});
+            expected.put(e.getKey() + SCALES, new long[] {w[0], groups});
+            packedDtypes.put(e.getKey() + QWEIGHT, DType.U8);
+            packedDtypes.put(e.getKey() + SCALES, DType.F32);
+            if (pl.format().isUniform() && !pl.symmetric()) {
+                expected.put(e.getKey() + ZEROS, new long[] {w[0], groups});
+                packedDtypes.put(e.getKey() + ZEROS, DType.U8);
+            }
+        }
         Map<String, TensorEntry> byCanonical = new HashMap<>();
         Map<String, String> sourceKey = new HashMap<>();
         for (Map.Entry<String, TensorEntry> e : ckpt.tensors().entrySet()) {
@@ -184,7 +231,12 @@ public final class LlavaWeights {
                 throw new IllegalArgumentException(ckpt.dir() + ": tensor '" + key + "' expected shape "
                         + java.util.Arrays.toString(shape) + ", got " + java.util.Arrays.toString(t.shape()));
             }
-            if (t.dtype() != DType.F32 && t.dtype() != DType.F16 && t.dtype() != DType.BF16) {
+            DType packedType = packedDtypes.get(canon);
+            if (packedType != null && t.dtype() != packedType) {
+                throw new IllegalArgumentException(ckpt.dir() + ": packed tensor '" + key + "' expected dtype "
+                        + packedType + ", got " + t.dtype());
+            }
+            if (packedType == null && t.dtype() != DType.F32 && t.dtype() != DType.F16 && t.dtype() != DType.BF16) {
                 throw new IllegalArgumentException(ckpt.dir() + ": tensor '" + key + "' expected dtype F32, F16 or BF16, got "
                         + t.dtype());
             }
@@ -207,7 +259,9 @@ public final class LlavaWeights {
             }
             throw new IllegalArgumentException(ckpt.dir() + ": missing tensor(s) " + String.join(", ", shown));
         }
-        return new LlavaWeights(ckpt, byCanonical);
+        LlavaWeights lw = new LlavaWeights(ckpt, byCanonical);
+        lw.packedLayouts.putAll(packed);
+        return lw;
     }
 
     /** The llava-hf hub key of a canonical name, for messages. */
@@ -264,6 +318,18 @@ public final class LlavaWeights {
 
     /** A linear layer whose site name is its canonical prefix (without {@code .weight}). */
     public Linear linear(String prefix) {
+        PackedLayout pl = packedLayouts.get(prefix);
+        if (pl != null) {
+            TensorEntry q = entry(prefix + QWEIGHT);
+            TensorEntry z = pl.format().isUniform() && !pl.symmetric() ? entry(prefix + ZEROS) : null;
+            int rows = Math.toIntExact(q.shape()[0]);
+            int groups = Math.toIntExact(entry(prefix + SCALES).shape()[1]);
+            int cols = Math.toIntExact(groups * (long) pl.groupSize());
+            byte[] zeros = z == null ? null : z.data().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+            PackedMatrix m = new PackedMatrix(pl.format(), rows, cols, pl.groupSize(), q.data(),
+                    vector(prefix + SCALES), zeros);
+            return new Linear(prefix, m, optionalVector(prefix + ".bias"));
+        }
         return new Linear(prefix, matrix(prefix + ".weight"), optionalVector(prefix + ".bias"));
     }
 }
