@@ -17,6 +17,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.function.Supplier;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -40,6 +41,9 @@ import org.qvlm4j.quant.calib.CalibrationTap;
 import org.qvlm4j.quant.calib.Calibrator;
 import org.qvlm4j.quant.calib.ModelFingerprint;
 import org.qvlm4j.quant.calib.SiteStats;
+import org.qvlm4j.quant.methods.Gptq;
+import org.qvlm4j.quant.methods.Nf4Weights;
+import org.qvlm4j.quant.methods.QuantMethod;
 import org.qvlm4j.quant.methods.Rtn;
 import org.qvlm4j.quant.methods.ZeroQuantV2;
 
@@ -55,6 +59,7 @@ class QuantizedExportTest {
     static final long SEED = 3;
     static final long CALIB_SEED = 17;
     static final int CALIB_SAMPLES = 2;
+    static final int NF4_TEST_BLOCK = 32;
     static final List<String> PIDS = List.of("p1", "p7");
 
     @TempDir
@@ -76,11 +81,15 @@ class QuantizedExportTest {
 
     /** Statistics of every linear input over seeded random images with the fixture prompt, for the given digest. */
     private Path stats(String digest) {
+        return stats(digest, false);
+    }
+
+    private Path stats(String digest, boolean hessian) {
         loadPrompt();
-        Path dir = tmp.resolve("stats-" + digest.hashCode());
+        Path dir = tmp.resolve("stats-" + digest.hashCode() + "-" + hessian);
         try (LlavaModel m = LlavaModel.load(TINY)) {
             List<String> sites = m.linears().stream().map(l -> l.name() + ".in").toList();
-            SiteStats.Options o = new SiteStats.Options(256, 0, false, false);
+            SiteStats.Options o = new SiteStats.Options(256, 0, hessian, false);
             CalibrationTap tap = new CalibrationTap(site -> sites.contains(site) ? o : null, null);
             m.setActivationTap(tap);
             SplittableRandom rnd = new SplittableRandom(CALIB_SEED);
@@ -128,9 +137,15 @@ class QuantizedExportTest {
     }
 
     private void exportMatchesFakeQuant(QuantPlan plan, QuantFormat format) {
-        Path statsDir = stats();
+        exportMatchesFakeQuant(plan, format, Rtn::new, false);
+    }
+
+    private void exportMatchesFakeQuant(QuantPlan plan, QuantFormat format, Supplier<QuantMethod> method,
+                                        boolean hessian) {
+        Path statsDir = stats(ModelFingerprint.of(TINY).digest(), hessian);
         Path out = tmp.resolve("q-" + format);
-        QuantizedExport.Summary s = QuantizedExport.run(new QuantizedExport.Request(TINY, statsDir, out, new Rtn(), plan));
+        QuantizedExport.Summary s = QuantizedExport.run(new QuantizedExport.Request(TINY, statsDir, out, method.get(),
+                plan));
         float[] want;
         int planned = 0;
         long expectedPacked = 0;
@@ -141,13 +156,14 @@ class QuantizedExportTest {
                     planned++;
                     int n = l.outFeatures();
                     int k = l.inFeatures();
-                    int groups = w.granularity() == QuantSpec.Granularity.PER_GROUP && w.groupSize() < k
+                    int groups = (w.granularity() == QuantSpec.Granularity.PER_GROUP
+                            || w.granularity() == QuantSpec.Granularity.BLOCK) && w.groupSize() < k
                             ? k / w.groupSize() : 1;
-                    // codes + F32 scales + U8 zero points (asymmetric)
-                    expectedPacked += n * format.rowBytes(k) + 5L * n * groups;
+                    // codes + F32 scales + U8 zero points (asymmetric uniform only)
+                    expectedPacked += n * format.rowBytes(k) + (w.symmetric() ? 4L : 5L) * n * groups;
                 }
             }
-            new Rtn().apply(fp, plan, st);
+            method.get().apply(fp, plan, st);
             want = fp.forward(ids, pixels);
         }
         assertEquals(planned, s.packedLinears());
@@ -171,7 +187,7 @@ class QuantizedExportTest {
         // the stored codes are the format's layout: qweight bytes per linear = N * rowBytes(K), U8
         try (SafeTensors st = SafeTensors.open(out.resolve(QuantizedExport.WEIGHTS_FILE));
              SafeTensors src = SafeTensors.open(TINY.resolve("model.safetensors"))) {
-            String key = "language_model.model.layers.0.mlp.down_proj";
+            String key = "language_model.model.layers.0.mlp.up_proj";
             TensorEntry qw = st.get(key + ".qweight");
             long[] shape = src.get(key + ".weight").shape();
             assertEquals(DType.U8, qw.dtype());
@@ -199,6 +215,22 @@ class QuantizedExportTest {
                 assertEquals(Files.readString(TINY.resolve(f)), Files.readString(tmp.resolve("q-INT4").resolve(f)));
             }
         }
+    }
+
+    @Test
+    void gptqW4RoundTripsThroughPackedCheckpoint() {
+        exportMatchesFakeQuant(weightOnly(QuantSpec.weight(4, false, QuantSpec.Granularity.PER_CHANNEL, 0)),
+                QuantFormat.INT4, () -> new Gptq(Gptq.Config.DEFAULT), true);
+    }
+
+    @Test
+    void nf4RoundTripsThroughPackedCheckpoint() {
+        // blocks of 32 tile rows of K = 32; the K = 37 linears stay floating point
+        QuantSpec nf4b32 = new QuantSpec(QuantSpec.Format.NF4, QuantSpec.Target.WEIGHT, 4, true,
+                QuantSpec.Granularity.BLOCK, NF4_TEST_BLOCK, false, QuantSpec.Clip.NONE, 0);
+        QuantPlan plan = weightOnly(nf4b32).toBuilder().override("vision.fc2=fp;llm.down=fp").build();
+        exportMatchesFakeQuant(plan, QuantFormat.NF4, () -> new Nf4Weights(new Nf4Weights.Config(NF4_TEST_BLOCK, false)),
+                false);
     }
 
     @Test
