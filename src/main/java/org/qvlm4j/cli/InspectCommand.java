@@ -69,7 +69,7 @@ final class InspectCommand implements Callable<Integer> {
             }
             for (TensorEntry e : ckpt.tensors().values()) {
                 long[] acc = perComponent.get(component(e.name()));
-                acc[0] += e.numel();
+                acc[0] += parameters(ckpt, packed, e);
                 acc[1] += e.data().byteSize();
             }
             out.println();
@@ -95,6 +95,29 @@ final class InspectCommand implements Callable<Integer> {
         }
         out.flush();
         return 0;
+    }
+
+    /**
+     * Weights a tensor stands for: its element count, except for packed linears, whose codes stand
+     * for (N, K) weights with K = groups x group size (the kernels need the group to tile K) and
+     * whose scales and zero points are metadata, counted in bytes only.
+     */
+    private static long parameters(Checkpoint ckpt, Map<String, LlavaWeights.PackedLayout> packed, TensorEntry e) {
+        String c = LlavaWeights.canonicalName(e.name());
+        if (c == null || packed.isEmpty()) {
+            return e.numel();
+        }
+        if (c.endsWith(LlavaWeights.SCALES) || c.endsWith(LlavaWeights.ZEROS)) {
+            return packed.containsKey(c.substring(0, c.lastIndexOf('.'))) ? 0 : e.numel();
+        }
+        if (c.endsWith(LlavaWeights.QWEIGHT)) {
+            LlavaWeights.PackedLayout l = packed.get(c.substring(0, c.length() - LlavaWeights.QWEIGHT.length()));
+            String scales = e.name().substring(0, e.name().length() - LlavaWeights.QWEIGHT.length()) + LlavaWeights.SCALES;
+            if (l != null && ckpt.contains(scales)) {
+                return e.shape()[0] * ckpt.get(scales).shape()[1] * l.groupSize();
+            }
+        }
+        return e.numel();
     }
 
     /** For a packed tensor, its linear's packed format, e.g. {@code  (packed INT4 group 32)}; else empty. */

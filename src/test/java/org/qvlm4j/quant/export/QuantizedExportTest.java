@@ -246,6 +246,8 @@ class QuantizedExportTest {
         assertTrue(text.contains("quantized  method rtn"), text);
         assertTrue(text.matches("(?s).*language_model\\.model\\.layers\\.0\\.mlp\\.down_proj\\.qweight\\s+U8.*"
                 + "\\(packed INT8 group 37\\).*"), text);
+        // packed codes count as the weights they stand for: the same total as the FP fixture (38,570)
+        assertTrue(text.matches("(?s).*total\\s+38,570\\s.*"), text);
     }
 
     @Test
