@@ -67,9 +67,9 @@ class CliTest {
 
     @Test
     void generateIsDeterministicAndGreedyMatchesFixtureModel() {
-        Run a = run("generate", "--model", MODEL.toString(), "--image", "examples/chelsea.png",
+        Run a = run("generate", "--model", MODEL.toString(), "--image", "examples/chelsea.jpg",
                 "--prompt", "what is this", "--max-new-tokens", "6");
-        Run b = run("generate", "--model", MODEL.toString(), "--image", "examples/chelsea.png",
+        Run b = run("generate", "--model", MODEL.toString(), "--image", "examples/chelsea.jpg",
                 "--prompt", "what is this", "--max-new-tokens", "6");
         assertEquals(0, a.code(), a.err());
         assertEquals(a.out(), b.out());
@@ -78,7 +78,7 @@ class CliTest {
 
     @Test
     void sampledGenerationRepeatsWithTheSameSeed() {
-        String[] args = {"generate", "--model", MODEL.toString(), "--image", "examples/chelsea.png",
+        String[] args = {"generate", "--model", MODEL.toString(), "--image", "examples/chelsea.jpg",
             "--prompt", "describe", "--max-new-tokens", "8", "--temperature", "1.5", "--top-p", "0.9", "--seed", "7"};
         Run a = run(args);
         Run b = run(args);
