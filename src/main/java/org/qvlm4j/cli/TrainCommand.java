@@ -214,7 +214,7 @@ public final class TrainCommand implements Callable<Integer> {
             }
         }
         ClipPreprocessConfig pre = preprocessConfig(imageSize);
-        AtomicFiles.writeString(out.resolve(ClipPreprocessConfig.FILE_NAME), preprocessJson(imageSize));
+        AtomicFiles.writeString(out.resolve(ClipPreprocessConfig.FILE_NAME), ClipPreprocessConfig.squareJson(imageSize));
 
         List<TrainingExample> examples;
         LlavaConfig cfg;
@@ -324,34 +324,6 @@ public final class TrainCommand implements Callable<Integer> {
     static ClipPreprocessConfig preprocessConfig(int size) {
         return new ClipPreprocessConfig(true, size, 0, 0, PillowFilter.BICUBIC, true, size, size, true, 1.0 / 255, true,
                 ClipPreprocessConfig.CLIP_MEAN, ClipPreprocessConfig.CLIP_STD, true);
-    }
-
-    static String preprocessJson(int size) {
-        ObjectNode c = JSON.createObjectNode();
-        c.putObject("crop_size").put("height", size).put("width", size);
-        c.put("do_center_crop", true);
-        c.put("do_convert_rgb", true);
-        c.put("do_normalize", true);
-        c.put("do_rescale", true);
-        c.put("do_resize", true);
-        ArrayNode mean = c.putArray("image_mean");
-        for (double v : ClipPreprocessConfig.CLIP_MEAN) {
-            mean.add(v);
-        }
-        ArrayNode std = c.putArray("image_std");
-        for (double v : ClipPreprocessConfig.CLIP_STD) {
-            std.add(v);
-        }
-        c.put("image_processor_type", "CLIPImageProcessor");
-        c.put("processor_class", "LlavaProcessor");
-        c.put("resample", 3);
-        c.put("rescale_factor", 1.0 / 255);
-        c.putObject("size").put("shortest_edge", size);
-        try {
-            return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(c) + "\n";
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
     }
 
     private static boolean isNonEmptyDirectory(Path p) {

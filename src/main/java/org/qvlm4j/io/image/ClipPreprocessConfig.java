@@ -2,6 +2,8 @@ package org.qvlm4j.io.image;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -245,4 +247,37 @@ public record ClipPreprocessConfig(
             return v;
         }
     }
+    /**
+     * The {@code preprocessor_config.json} text of a CLIPImageProcessor for a square model input:
+     * shortest edge = crop = size, bicubic, rescale 1/255, CLIP mean and std (what a model trained
+     * here ships, and what tests write beside random models).
+     */
+    public static String squareJson(int size) {
+        ObjectNode c = JSON.createObjectNode();
+        c.putObject("crop_size").put("height", size).put("width", size);
+        c.put("do_center_crop", true);
+        c.put("do_convert_rgb", true);
+        c.put("do_normalize", true);
+        c.put("do_rescale", true);
+        c.put("do_resize", true);
+        ArrayNode mean = c.putArray("image_mean");
+        for (double v : CLIP_MEAN) {
+            mean.add(v);
+        }
+        ArrayNode std = c.putArray("image_std");
+        for (double v : CLIP_STD) {
+            std.add(v);
+        }
+        c.put("image_processor_type", "CLIPImageProcessor");
+        c.put("processor_class", "LlavaProcessor");
+        c.put("resample", 3);
+        c.put("rescale_factor", 1.0 / 255);
+        c.putObject("size").put("shortest_edge", size);
+        try {
+            return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(c) + "\n";
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
 }

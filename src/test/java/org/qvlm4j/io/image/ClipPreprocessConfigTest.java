@@ -58,6 +58,19 @@ class ClipPreprocessConfigTest {
     }
 
     @Test
+    void squareJsonReadsBackAsTheSquareClipSettings() throws IOException {
+        ClipPreprocessConfig c = ClipPreprocessConfig.load(write(ClipPreprocessConfig.squareJson(48)));
+        assertEquals(48, c.resizeShortestEdge());
+        assertEquals(48, c.cropHeight());
+        assertEquals(48, c.cropWidth());
+        assertEquals(PillowFilter.BICUBIC, c.resample());
+        assertEquals(1.0 / 255, c.rescaleFactor());
+        assertTrue(c.doResize() && c.doCenterCrop() && c.doRescale() && c.doNormalize());
+        assertArrayEquals(ClipPreprocessConfig.CLIP_MEAN, c.imageMean());
+        assertArrayEquals(ClipPreprocessConfig.CLIP_STD, c.imageStd());
+    }
+
+    @Test
     void missingFileGivesLlava15() {
         assertLlava15(ClipPreprocessConfig.forModelDir(dir));
         assertLlava15(ClipPreprocessConfig.llava15());

@@ -1,8 +1,5 @@
 package org.qvlm4j.quant.calib;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import org.qvlm4j.bench.RandomLlavaCheckpoint;
 import org.qvlm4j.data.SynthBenchmark;
@@ -31,27 +28,8 @@ final class CalibFixture {
                 WordLevelTokenizerBuilder.readVocabulary(data.resolve(SynthBenchmark.VOCAB_FILE))).size();
         RandomLlavaCheckpoint.write(dir, new RandomLlavaCheckpoint.Shape(32, 64, 2, 2, IMAGE_SIZE, PATCH, 32, 64, 2,
                 2, 1, vocab, WordLevelTokenizerBuilder.IMAGE_TOKEN_ID), DType.F32, weightSeed);
-        String json = """
-                {
-                  "crop_size": {"height": %d, "width": %d},
-                  "do_center_crop": true,
-                  "do_convert_rgb": true,
-                  "do_normalize": true,
-                  "do_rescale": true,
-                  "do_resize": true,
-                  "image_mean": [0.48145466, 0.4578275, 0.40821073],
-                  "image_processor_type": "CLIPImageProcessor",
-                  "image_std": [0.26862954, 0.26130258, 0.27577711],
-                  "resample": 3,
-                  "rescale_factor": 0.00392156862745098,
-                  "size": {"shortest_edge": %d}
-                }
-                """.formatted(IMAGE_SIZE, IMAGE_SIZE, IMAGE_SIZE);
-        try {
-            Files.writeString(dir.resolve("preprocessor_config.json"), json);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+        org.qvlm4j.io.AtomicFiles.writeString(dir.resolve("preprocessor_config.json"),
+                org.qvlm4j.io.image.ClipPreprocessConfig.squareJson(IMAGE_SIZE));
         return dir;
     }
 }
