@@ -45,7 +45,8 @@ import picocli.CommandLine.Option;
  * input, including an existing non-empty output directory without {@code --resume}.
  *
  * <p>The tokenizer is copied from {@code --tokenizer}. Training examples are built by
- * {@link QcmExampleEncoder} (VICUNA_V1 template, QCM message, answer letter + EOS supervised).
+ * {@link QcmExampleEncoder} (VICUNA_V1 template, QCM message; the answer, by
+ * {@code --answer-style}, the letter or the solution then "The answer is X.", plus EOS supervised).
  */
 @Command(name = "train", mixinStandardHelpOptions = true,
         description = "Train a LLaVA-architecture model from scratch on a ScienceQA-format benchmark.")
@@ -143,6 +144,11 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--log-every", defaultValue = "10", description = "Steps between progress lines (default: ${DEFAULT-VALUE}).")
     int logEvery;
 
+    @Option(names = "--answer-style", defaultValue = "reasoned", paramLabel = "STYLE",
+            description = "Supervised answer: 'letter' (the letter alone) or 'reasoned' (the problem's solution, then "
+                    + "\"The answer is X.\"; default: ${DEFAULT-VALUE}).")
+    String answerStyle;
+
     @Option(names = "--resume", description = "Continue from the latest checkpoint in OUT/checkpoints.")
     boolean resume;
 
@@ -187,6 +193,11 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--head-dim " + headDim + " must divide --vision-hidden " + visionHidden
                     + " and --text-hidden " + textHidden);
         }
+        QcmExampleEncoder.AnswerStyle style = switch (answerStyle) {
+            case "letter" -> QcmExampleEncoder.AnswerStyle.LETTER;
+            case "reasoned" -> QcmExampleEncoder.AnswerStyle.REASONED;
+            default -> throw new IllegalArgumentException("--answer-style: expected 'letter' or 'reasoned', got '" + answerStyle + "'");
+        };
         Trainer.Options options = new Trainer.Options(epochs, batch, lr, minLrRatio, warmup, weightDecay, clip, seed,
                 checkpointEvery, workers, maxSteps);
 
@@ -228,7 +239,7 @@ public final class TrainCommand implements Callable<Integer> {
                     textHidden, layers, textHidden / headDim, kvHeads == 0 ? textHidden / headDim : kvHeads, MAX_POSITIONS);
             cfg = shape.toConfig(tok.vocabSize(), tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER), tok.bosId(), tok.eosId());
             padId = tok.padId() >= 0 && tok.padId() < tok.vocabSize() ? tok.padId() : TrainableLlava.NO_PAD;
-            ExampleEncoder encoder = new QcmExampleEncoder(tok, cfg, new ClipImageProcessor(pre, PadMode.NONE));
+            ExampleEncoder encoder = new QcmExampleEncoder(tok, cfg, new ClipImageProcessor(pre, PadMode.NONE), style);
             long t0 = System.nanoTime();
             examples = new ArrayList<>(problems.size());
             for (ScienceQaProblem p : problems) {
@@ -292,6 +303,7 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("seed", seed);
         m.put("data", data.toAbsolutePath().normalize().toString());
         m.put("split", split);
+        m.put("answer_style", answerStyle);
         m.put("examples", examples);
         m.put("examples_with_image", withImage);
         m.put("tokens", tokens);

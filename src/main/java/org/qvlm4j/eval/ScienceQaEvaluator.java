@@ -64,14 +64,14 @@ public final class ScienceQaEvaluator {
             }
         }
 
-        /** LLaVA-1.5's ScienceQA settings with a short answer budget. */
+        /** LLaVA-1.5's ScienceQA settings; the answer budget fits a one-sentence solution and "The answer is X.". */
         public static Settings defaults() {
             return new Settings(PromptTemplate.VICUNA_V1, DEFAULT_MAX_NEW_TOKENS, PadMode.PAD_TO_SQUARE, false, 0);
         }
     }
 
-    /** Default generation limit: the expected answer is one letter and the end token. */
-    public static final int DEFAULT_MAX_NEW_TOKENS = 8;
+    /** Default generation limit: room for a reasoned answer (solution + "The answer is X."); a letter answer stops at its end token. */
+    public static final int DEFAULT_MAX_NEW_TOKENS = 64;
     /** Default memory budget of the image cache. */
     public static final long DEFAULT_CACHE_BYTES = 256L << 20;
     private static final long POLL_MS = 200;

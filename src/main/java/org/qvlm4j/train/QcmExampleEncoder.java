@@ -18,7 +18,11 @@ import org.qvlm4j.tensor.Ops;
  * <pre>
  *   [Context: {hint}\n] {question}\n A. {c0}\nB. {c1}\n... Answer with the option's letter from the given choices directly.
  * </pre>
- * The template puts {@code <image>\n} before the message when the problem has an image; the image
+ * With {@link AnswerStyle#REASONED} the supervised answer is the problem's solution followed by
+ * "The answer is X." (LLaVA's reasoning-first ScienceQA answer, which its evaluation script parses
+ * with the same regex); with {@link AnswerStyle#LETTER} it is the letter alone.
+ *
+ * <p>The template puts {@code <image>\n} before the message when the problem has an image; the image
  * placeholder is then repeated once per image feature and the image is preprocessed with the
  * given processor. Input ids are {@code encode(prompt)} (with the tokenizer's BOS) followed by
  * {@code encode(letter)} without special tokens and the EOS id; labels are -100 on the prompt.
@@ -35,14 +39,44 @@ public final class QcmExampleEncoder implements ExampleEncoder {
     private final ClipImageProcessor images;
     private final PromptTemplate template;
     private final Function<ScienceQaProblem, String> message;
+    private final AnswerStyle style;
+
+    /** What the model is taught to answer. */
+    public enum AnswerStyle {
+        /** The option's letter alone ("B"). */
+        LETTER,
+        /** The solution, then "The answer is B." (the letter alone when the problem has no solution text). */
+        REASONED;
+
+        /** The answer text for a problem. */
+        public String answer(ScienceQaProblem p) {
+            String letter = answerLetter(p);
+            if (this == LETTER) {
+                return letter;
+            }
+            String solution = p.solution() == null ? "" : p.solution().strip();
+            return solution.isEmpty() ? "The answer is " + letter + "." : solution + " The answer is " + letter + ".";
+        }
+    }
+
+    /** A letter-answer encoder with the built-in {@link ScienceQaPrompt#message} and the VICUNA_V1 template. */
+    public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images) {
+        this(tokenizer, config, images, AnswerStyle.LETTER);
+    }
 
     /** An encoder with the built-in {@link ScienceQaPrompt#message} and the VICUNA_V1 template. */
-    public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images) {
-        this(tokenizer, config, images, PromptTemplate.VICUNA_V1, ScienceQaPrompt::message);
+    public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images, AnswerStyle style) {
+        this(tokenizer, config, images, PromptTemplate.VICUNA_V1, ScienceQaPrompt::message, style);
     }
 
     public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images,
                              PromptTemplate template, Function<ScienceQaProblem, String> message) {
+        this(tokenizer, config, images, template, message, AnswerStyle.LETTER);
+    }
+
+    public QcmExampleEncoder(LlavaTokenizer tokenizer, LlavaConfig config, ClipImageProcessor images,
+                             PromptTemplate template, Function<ScienceQaProblem, String> message, AnswerStyle style) {
+        this.style = style;
         this.tokenizer = tokenizer;
         this.config = config;
         this.images = images;
@@ -79,7 +113,7 @@ public final class QcmExampleEncoder implements ExampleEncoder {
     @Override
     public TrainingExample encode(ScienceQaProblem p) {
         int[] prompt = promptIds(p);
-        int[] answer = toInts(tokenizer.encode(answerLetter(p), false));
+        int[] answer = toInts(tokenizer.encode(style.answer(p), false));
         int T = prompt.length + answer.length + 1;
         int[] ids = new int[T];
         int[] labels = new int[T];
