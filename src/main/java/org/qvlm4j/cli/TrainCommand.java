@@ -149,6 +149,11 @@ public final class TrainCommand implements Callable<Integer> {
                     + "\"The answer is X.\"; default: ${DEFAULT-VALUE}).")
     String answerStyle;
 
+    @Option(names = "--prompt-loss", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Also supervise the prompt's text tokens (all but BOS and image placeholders), not only the answer "
+                    + "(default: ${DEFAULT-VALUE}).")
+    boolean promptLoss;
+
     @Option(names = "--resume", description = "Continue from the latest checkpoint in OUT/checkpoints.")
     boolean resume;
 
@@ -239,7 +244,8 @@ public final class TrainCommand implements Callable<Integer> {
                     textHidden, layers, textHidden / headDim, kvHeads == 0 ? textHidden / headDim : kvHeads, MAX_POSITIONS);
             cfg = shape.toConfig(tok.vocabSize(), tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER), tok.bosId(), tok.eosId());
             padId = tok.padId() >= 0 && tok.padId() < tok.vocabSize() ? tok.padId() : TrainableLlava.NO_PAD;
-            ExampleEncoder encoder = new QcmExampleEncoder(tok, cfg, new ClipImageProcessor(pre, PadMode.NONE), style);
+            ExampleEncoder encoder = new QcmExampleEncoder(tok, cfg, new ClipImageProcessor(pre, PadMode.NONE), style)
+                    .supervisePrompt(promptLoss);
             long t0 = System.nanoTime();
             examples = new ArrayList<>(problems.size());
             for (ScienceQaProblem p : problems) {
@@ -304,6 +310,7 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("data", data.toAbsolutePath().normalize().toString());
         m.put("split", split);
         m.put("answer_style", answerStyle);
+        m.put("prompt_loss", promptLoss);
         m.put("examples", examples);
         m.put("examples_with_image", withImage);
         m.put("tokens", tokens);

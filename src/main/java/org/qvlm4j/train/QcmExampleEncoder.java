@@ -40,6 +40,7 @@ public final class QcmExampleEncoder implements ExampleEncoder {
     private final PromptTemplate template;
     private final Function<ScienceQaProblem, String> message;
     private final AnswerStyle style;
+    private boolean supervisePrompt;
 
     /** What the model is taught to answer. */
     public enum AnswerStyle {
@@ -90,6 +91,17 @@ public final class QcmExampleEncoder implements ExampleEncoder {
         }
     }
 
+    /**
+     * Also supervise the prompt's text tokens (next-token loss on everything but the BOS and the
+     * image placeholders), not only the answer. A model trained from scratch has to learn to copy
+     * words from the question and options into its answer; the prompt loss gives that skill many
+     * more supervised positions per example than the answer alone.
+     */
+    public QcmExampleEncoder supervisePrompt(boolean on) {
+        this.supervisePrompt = on;
+        return this;
+    }
+
     /** The letter of the correct choice. */
     public static String answerLetter(ScienceQaProblem p) {
         return String.valueOf((char) ('A' + p.answer()));
@@ -119,6 +131,13 @@ public final class QcmExampleEncoder implements ExampleEncoder {
         int[] labels = new int[T];
         System.arraycopy(prompt, 0, ids, 0, prompt.length);
         java.util.Arrays.fill(labels, 0, prompt.length, Ops.IGNORE_INDEX);
+        if (supervisePrompt) {
+            for (int i = 1; i < prompt.length; i++) {
+                if (prompt[i] != config.imageTokenIndex()) {
+                    labels[i] = prompt[i];
+                }
+            }
+        }
         for (int i = 0; i < answer.length; i++) {
             ids[prompt.length + i] = answer[i];
             labels[prompt.length + i] = answer[i];
