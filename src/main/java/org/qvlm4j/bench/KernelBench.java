@@ -66,11 +66,6 @@ public final class KernelBench {
         public static Config defaults() {
             return new Config(Parallel.threadsFromProperty(), 2, 7, 42L, GIB, 512, 4096, 4096, 11008, 4096);
         }
-
-        /** The same measurement with other repetition counts. */
-        public Config withReps(int warmup, int reps) {
-            return new Config(threads, warmup, reps, seed, streamBytes, gemmT, gemmK, gemmN, gemvN, gemvK);
-        }
     }
 
     /**

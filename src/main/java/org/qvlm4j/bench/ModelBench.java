@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
+import org.qvlm4j.eval.ScienceQaEvaluator;
 import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.io.image.ClipImageProcessor;
@@ -33,12 +34,14 @@ import org.qvlm4j.model.Sampler;
  * ({@link ResidentMemory}) before and after the load and after the timed generations, and prefill
  * and greedy decode throughput on a prompt with one image.
  *
- * <p>The prompt: with a {@code tokenizer.json}, the question in the VICUNA_V1 template, tokenized
- * as the original LLaVA does ({@link ImageTokens#tokenizeSplitting}) and the image placeholder
- * expanded to the image's feature count; without one, BOS, the image tokens and seeded random text
- * ids. The image: the given file, else, with a {@code preprocessor_config.json}, a seeded random
- * image through the model's CLIP preprocessing, else seeded random pixel values of the vision
- * tower's shape. Prompt and image are prepared before the first memory reading, so the load's
+ * <p>The prompt: with a {@code tokenizer.json}, the question in the VICUNA_V1 template (as
+ * {@code generate} and the evaluation), tokenized, its image placeholder expanded to the image's
+ * feature count, tokenizer and preprocessing checked against the config as the evaluator does
+ * ({@link ScienceQaEvaluator#checkCompatible}); without one, BOS, the image tokens and seeded random
+ * text ids. The image: the given file, else a seeded random image, through the model's CLIP
+ * preprocessing (its {@code preprocessor_config.json}, or llava-1.5's); with neither a tokenizer
+ * nor a preprocessor config nor an image file, seeded random pixel values of the vision tower's
+ * shape. Prompt and image are prepared before the first memory reading, so the load's
  * resident delta is the model's own. Each repetition opens a fresh KV cache, times the prefill
  * (vision tower, projector and the prompt through LLaMA, up to the first token) and then a fixed
  * number of greedy decode steps (EOS does not stop them); medians over the repetitions, after
@@ -61,6 +64,9 @@ public final class ModelBench {
     static final int EXIT_BAD_INPUT = 2;
     /** Width of the synthetic image, over the vision tower's input size (resizing and cropping both run). */
     private static final double SYNTHETIC_ASPECT = 4.0 / 3.0;
+
+    /** The prompt template of the evaluation and of {@code generate}. */
+    static final PromptTemplate TEMPLATE = PromptTemplate.VICUNA_V1;
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -215,62 +221,66 @@ public final class ModelBench {
         int S = cfg.visionConfig().imageSize();
         int F = cfg.imageSeqLength();
         SplittableRandom rng = new SplittableRandom(o.seed());
-        float[] pixels; // (3, S, S)
-        String imageSource;
         Path preprocessor = modelDir.resolve(ClipPreprocessConfig.FILE_NAME);
-        if (o.image() != null || Files.isRegularFile(preprocessor)) {
-            ClipImageProcessor proc = ClipImageProcessor.forModelDir(modelDir, PadMode.NONE);
-            String how = Files.isRegularFile(preprocessor) ? "through " + ClipPreprocessConfig.FILE_NAME
-                    : "through llava-1.5's CLIP preprocessing (no " + ClipPreprocessConfig.FILE_NAME + ")";
-            if (o.image() != null) {
-                pixels = proc.preprocess(Path.of(o.image())).data();
-                imageSource = o.image() + " " + how;
-            } else {
-                int w = (int) Math.round(S * SYNTHETIC_ASPECT);
-                byte[] rgb = new byte[w * S * RgbImage.CHANNELS];
-                rng.nextBytes(rgb);
-                pixels = proc.preprocess(new RgbImage(w, S, rgb)).data();
-                imageSource = "random " + w + "x" + S + " image " + how;
-            }
-            if (pixels.length != 3 * S * S) {
-                throw new IllegalArgumentException(modelDir + ": preprocessing gives " + pixels.length
-                        + " pixel values, the vision tower expects 3 x " + S + " x " + S + " (check "
-                        + ClipPreprocessConfig.FILE_NAME + "'s crop size against config.json's image_size)");
-            }
-        } else {
-            pixels = new float[3 * S * S];
+        boolean hasTokenizer = Files.isRegularFile(modelDir.resolve(LlavaTokenizer.TOKENIZER_FILE));
+        if (!hasTokenizer && o.image() == null && !Files.isRegularFile(preprocessor)) {
+            float[] pixels = new float[3 * S * S]; // (3, S, S)
             for (int i = 0; i < pixels.length; i++) {
                 pixels[i] = (float) (rng.nextDouble() * 4 - 2);
             }
-            imageSource = "random pixel values (3, " + S + ", " + S + ")";
+            return new Prompt(syntheticIds(cfg, o, rng), pixels, "BOS, image tokens and " + o.textTokens()
+                    + " random text ids (no " + LlavaTokenizer.TOKENIZER_FILE + ")",
+                    "random pixel values (3, " + S + ", " + S + ") (no " + ClipPreprocessConfig.FILE_NAME + ")");
         }
-        int[] ids;
-        String promptSource;
-        if (Files.isRegularFile(modelDir.resolve(LlavaTokenizer.TOKENIZER_FILE))) {
-            try (LlavaTokenizer tok = LlavaTokenizer.load(modelDir)) {
-                long[] split = ImageTokens.tokenizeSplitting(tok, PromptTemplate.VICUNA_V1.render(o.prompt(), 1),
-                        cfg.imageTokenIndex());
-                long[] expanded = ImageTokens.expand(split, cfg.imageTokenIndex(), 1, F);
-                ids = new int[expanded.length];
-                for (int i = 0; i < ids.length; i++) {
-                    ids[i] = Math.toIntExact(expanded[i]);
-                }
-            }
-            promptSource = "VICUNA_V1 template of '" + o.prompt() + "' through " + LlavaTokenizer.TOKENIZER_FILE;
+        ClipImageProcessor proc = ClipImageProcessor.forModelDir(modelDir, PadMode.NONE);
+        String how = Files.isRegularFile(preprocessor) ? "through " + ClipPreprocessConfig.FILE_NAME
+                : "through llava-1.5's CLIP preprocessing (no " + ClipPreprocessConfig.FILE_NAME + ")";
+        float[] pixels; // (3, S, S)
+        String imageSource;
+        if (o.image() != null) {
+            pixels = proc.preprocess(Path.of(o.image())).data();
+            imageSource = o.image() + " " + how;
         } else {
-            int vocab = cfg.textConfig().vocabSize();
-            ids = new int[1 + F + o.textTokens()];
-            ids[0] = cfg.textConfig().bosTokenId();
-            for (int i = 0; i < F; i++) {
-                ids[1 + i] = cfg.imageTokenIndex();
-            }
-            for (int i = 0; i < o.textTokens(); i++) {
-                ids[1 + F + i] = pickText(rng, vocab, cfg.imageTokenIndex());
-            }
-            promptSource = "BOS, image tokens and " + o.textTokens() + " random text ids (no "
-                    + LlavaTokenizer.TOKENIZER_FILE + ")";
+            int w = (int) Math.round(S * SYNTHETIC_ASPECT);
+            byte[] rgb = new byte[w * S * RgbImage.CHANNELS];
+            rng.nextBytes(rgb);
+            pixels = proc.preprocess(new RgbImage(w, S, rgb)).data();
+            imageSource = "random " + w + "x" + S + " image " + how;
         }
-        return new Prompt(ids, pixels, promptSource, imageSource);
+        if (pixels.length != 3 * S * S) {
+            throw new IllegalArgumentException(modelDir + ": preprocessing gives " + pixels.length
+                    + " pixel values, the vision tower expects 3 x " + S + " x " + S + " (check "
+                    + ClipPreprocessConfig.FILE_NAME + "'s crop size against config.json's image_size)");
+        }
+        if (!hasTokenizer) {
+            return new Prompt(syntheticIds(cfg, o, rng), pixels, "BOS, image tokens and " + o.textTokens()
+                    + " random text ids (no " + LlavaTokenizer.TOKENIZER_FILE + ")", imageSource);
+        }
+        try (LlavaTokenizer tok = LlavaTokenizer.load(modelDir)) {
+            int imageTokenId = ScienceQaEvaluator.checkCompatible(cfg, tok, proc);
+            long[] expanded = ImageTokens.expand(tok.encode(TEMPLATE.render(o.prompt(), 1)), imageTokenId, 1, F);
+            int[] ids = new int[expanded.length];
+            for (int i = 0; i < ids.length; i++) {
+                ids[i] = Math.toIntExact(expanded[i]);
+            }
+            return new Prompt(ids, pixels, TEMPLATE + " template of '" + o.prompt() + "' through "
+                    + LlavaTokenizer.TOKENIZER_FILE, imageSource);
+        }
+    }
+
+    /** BOS, the image tokens, then textTokens random text ids. */
+    private static int[] syntheticIds(LlavaConfig cfg, Options o, SplittableRandom rng) {
+        int F = cfg.imageSeqLength();
+        int vocab = cfg.textConfig().vocabSize();
+        int[] ids = new int[1 + F + o.textTokens()];
+        ids[0] = cfg.textConfig().bosTokenId();
+        for (int i = 0; i < F; i++) {
+            ids[1 + i] = cfg.imageTokenIndex();
+        }
+        for (int i = 0; i < o.textTokens(); i++) {
+            ids[1 + F + i] = pickText(rng, vocab, cfg.imageTokenIndex());
+        }
+        return ids;
     }
 
     private static int pickText(SplittableRandom rng, int vocab, int imageToken) {

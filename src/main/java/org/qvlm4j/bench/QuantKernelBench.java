@@ -112,11 +112,6 @@ public final class QuantKernelBench {
         public static Config withCases(List<PackedCase> packed, boolean integerCases) {
             return new Config(Parallel.threadsFromProperty(), 2, 7, 42L, GIB, 11008, 4096, 64, packed, integerCases);
         }
-
-        /** The same measurement with other repetition counts. */
-        public Config withReps(int warmup, int reps) {
-            return new Config(threads, warmup, reps, seed, streamBytes, N, K, gemmT, packed, integerCases);
-        }
     }
 
     /** The weight-only cases of {@link Config#defaults()}. */

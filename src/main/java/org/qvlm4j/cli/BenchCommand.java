@@ -33,6 +33,9 @@ import picocli.CommandLine.Model.CommandSpec;
         description = "Measure a model (size, weight bytes, resident memory, prefill/decode tokens/s), optionally "
                 + "against a baseline model in the same run, and the kernels against the measured memory bandwidth.")
 final class BenchCommand implements Callable<Integer> {
+    /** The bandwidth measurement streams 4 MiB chunks; its buffer needs at least one. */
+    private static final int STREAM_MIB_MIN = 4;
+
     @Option(names = "--model", paramLabel = "DIR",
             description = "Model to measure. Default: a random llava-1.5-7b-shaped BF16 checkpoint made in --work-dir.")
     Path modelDir;
@@ -81,6 +84,14 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--warmup", defaultValue = "1", description = "Untimed repetitions first (default: ${DEFAULT-VALUE}).")
     int warmup;
 
+    @Option(names = "--kernel-size", split = ",", paramLabel = "N,K",
+            description = "Weight shape (N, K) of the kernel measurements (default: 11008,4096, a LLaMA-7B MLP projection).")
+    int[] kernelSize;
+
+    @Option(names = "--stream-mib", defaultValue = "1024", paramLabel = "MIB",
+            description = "Buffer of the bandwidth measurement, MiB; keep it far above the caches (default: ${DEFAULT-VALUE}).")
+    int streamMib;
+
     @Option(names = "--skip-kernels", description = "Skip the kernel measurements.")
     boolean skipKernels;
 
@@ -98,6 +109,13 @@ final class BenchCommand implements Callable<Integer> {
         if (reps < 1 || decodeTokens < 1 || textTokens < 0 || warmup < 0 || visionLayers < 1 || textLayers < 1) {
             throw new IllegalArgumentException("--reps, --decode-tokens, --vision-layers and --text-layers must be >= 1"
                     + " and --text-tokens, --warmup >= 0");
+        }
+        if (kernelSize != null && (kernelSize.length != 2 || kernelSize[0] < 1 || kernelSize[1] < 1)) {
+            throw new IllegalArgumentException("--kernel-size: expected N,K with both >= 1, got "
+                    + java.util.Arrays.toString(kernelSize));
+        }
+        if (streamMib < STREAM_MIB_MIN) {
+            throw new IllegalArgumentException("--stream-mib: expected >= " + STREAM_MIB_MIN + ", got " + streamMib);
         }
         if (vsDir != null && modelDir == null) {
             throw new IllegalArgumentException("--vs " + vsDir + " needs --model: the model to compare with it");
@@ -152,15 +170,23 @@ final class BenchCommand implements Callable<Integer> {
         if (!skipKernels) {
             List<QuantKernelBench.PackedCase> cases = model != null ? model.footprint().packedCases()
                     : modelDir != null && ModelBench.isQuantized(modelDir) ? packedCases(modelDir) : List.of();
+            long streamBytes = (long) streamMib << 20;
             if (!cases.isEmpty()) {
-                QuantKernelBench.Result r = QuantKernelBench.run(
-                        QuantKernelBench.Config.withCases(cases, false).withReps(warmup, reps));
+                QuantKernelBench.Config d = QuantKernelBench.Config.withCases(cases, false);
+                QuantKernelBench.Result r = QuantKernelBench.run(new QuantKernelBench.Config(d.threads(), warmup, reps,
+                        d.seed(), streamBytes, kernelSize == null ? d.N() : kernelSize[0],
+                        kernelSize == null ? d.K() : kernelSize[1], d.gemmT(), d.packed(), d.integerCases()));
                 out.println("kernels of the formats of " + (model != null ? model.model() : modelDir)
                         + ", against F32 and BF16:");
                 out.println(r.summary());
                 kernels = r;
             } else {
-                KernelBench.Result r = KernelBench.run(KernelBench.Config.defaults().withReps(warmup, reps));
+                KernelBench.Config d = KernelBench.Config.defaults();
+                int n = kernelSize == null ? d.gemvN() : kernelSize[0];
+                int k = kernelSize == null ? d.gemvK() : kernelSize[1];
+                KernelBench.Result r = KernelBench.run(new KernelBench.Config(d.threads(), warmup, reps, d.seed(),
+                        streamBytes, d.gemmT(), kernelSize == null ? d.gemmK() : k, kernelSize == null ? d.gemmN() : n,
+                        n, k));
                 out.println(r.summary());
                 kernels = r;
             }

@@ -2,27 +2,38 @@ package org.qvlm4j.bench;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
+import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Comparator;
 import java.util.List;
+import java.util.stream.Stream;
 import org.qvlm4j.cli.Main;
-import org.qvlm4j.data.SynthBenchmark;
+import org.qvlm4j.model.LlavaModel;
+import org.qvlm4j.quant.calib.CalibrationStats;
+import org.qvlm4j.quant.calib.CalibrationTap;
+import org.qvlm4j.quant.calib.Calibrator;
+import org.qvlm4j.quant.calib.ModelFingerprint;
+import org.qvlm4j.quant.calib.SiteStats;
 
 /**
  * The bundled tiny LLaVA (the HF fixture's configuration and weights, with tokenizer and
- * preprocessor) and its RTN W4 export made with the commands a user runs (calibrate on a small
- * synthetic benchmark, then quantize), with the shapes of its linears written out by hand.
+ * preprocessor) and its RTN W4 packed export, with the shapes of its linears written out by hand.
  */
 public final class BenchFixtures {
     public static final Path TINY = Path.of("models/tiny-llava");
-    private static final long DATA_SEED = 5;
-    private static final int DATA_IMAGE_SIZE = 48;
-    private static final int CALIB_SAMPLES = 3;
+    private static final long CALIB_SEED = 5;
+    private static final int HISTOGRAM_BINS = 256;
+    /** The export, made once per test JVM (it takes a calibration run). */
+    private static Path sharedExport;
 
     /** (N, K) of a vision layer's q, k, v, out_proj, fc1, fc2: hidden 32, intermediate 37. */
     public static final List<int[]> VISION_LAYER = List.of(new int[] {32, 32}, new int[] {32, 32}, new int[] {32, 32},
@@ -56,13 +67,53 @@ public final class BenchFixtures {
         return all;
     }
 
-    /** Writes the tiny model's RTN W4 (per output channel, asymmetric) export to work/tiny-int4 and returns it. */
-    public static Path int4Export(Path work) {
-        Path data = work.resolve("data");
-        SynthBenchmark.write(data, new SynthBenchmark.Options(DATA_SEED, CALIB_SAMPLES, 0, 1, DATA_IMAGE_SIZE), null);
+    /**
+     * The tiny model's RTN W4 export, made on first use in a temporary directory that is removed
+     * when the test JVM exits; callers must not modify it.
+     */
+    public static synchronized Path int4Export() {
+        if (sharedExport == null) {
+            try {
+                Path work = Files.createTempDirectory("qvlm4j-bench-fixture-");
+                Runtime.getRuntime().addShutdownHook(new Thread(() -> deleteTree(work)));
+                sharedExport = int4Export(work);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }
+        return sharedExport;
+    }
+
+    private static void deleteTree(Path dir) {
+        try (Stream<Path> s = Files.walk(dir)) {
+            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        } catch (IOException ignored) {
+            // the JVM is exiting; a temporary directory left behind is harmless
+        }
+    }
+
+    /**
+     * Writes the tiny model's RTN W4 (per output channel, asymmetric) export to work/tiny-int4 and
+     * returns it: statistics of every linear input over the benchmark's own prompt, collected with
+     * a calibration tap as the quantization tests do, then the {@code quantize} command.
+     */
+    private static Path int4Export(Path work) {
         Path stats = work.resolve("stats");
-        cli("calibrate", "--model", TINY.toString(), "--data", data.toString(), "--n", String.valueOf(CALIB_SAMPLES),
-                "--seed", "0", "--out", stats.toString());
+        try (LlavaModel m = LlavaModel.load(TINY)) {
+            List<String> sites = m.linears().stream().map(l -> l.name() + ".in").toList();
+            SiteStats.Options o = new SiteStats.Options(HISTOGRAM_BINS, 0, false, false);
+            CalibrationTap tap = new CalibrationTap(site -> sites.contains(site) ? o : null, null);
+            m.setActivationTap(tap);
+            ModelBench.Prompt p = ModelBench.prompt(TINY, m.config(), new ModelBench.Options(0, 1, 1, 0, CALIB_SEED,
+                    ModelBench.DEFAULT_PROMPT, null));
+            m.forward(p.ids(), p.pixels());
+            ObjectNode manifest = new ObjectMapper().createObjectNode();
+            manifest.put("format", CalibrationStats.FORMAT).put("version", CalibrationStats.FORMAT_VERSION);
+            manifest.putObject("model").put("digest", ModelFingerprint.of(TINY).digest());
+            CalibrationStats.write(stats, manifest, tap.stats(), Calibrator.PERCENTILE_GRID, false);
+        }
         Path out = work.resolve("tiny-int4");
         cli("quantize", "--model", TINY.toString(), "--method", "rtn", "--wbits", "4", "--stats", stats.toString(),
                 "--out", out.toString());

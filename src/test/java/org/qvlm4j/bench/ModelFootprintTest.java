@@ -31,7 +31,7 @@ class ModelFootprintTest {
 
     @BeforeAll
     static void export() {
-        int4 = BenchFixtures.int4Export(work);
+        int4 = BenchFixtures.int4Export();
     }
 
     private static long floatBytes(List<int[]> shapes) {
