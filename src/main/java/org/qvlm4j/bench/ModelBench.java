@@ -305,7 +305,20 @@ public final class ModelBench {
                     .redirectOutput(ProcessBuilder.Redirect.DISCARD)
                     .redirectError(stderr.toFile())
                     .start();
-            int code = proc.waitFor();
+            // a parent stopped with Ctrl-C must not leave its child measuring in the background
+            Thread reaper = new Thread(proc::destroyForcibly);
+            Runtime.getRuntime().addShutdownHook(reaper);
+            int code;
+            try {
+                code = proc.waitFor();
+            } finally {
+                proc.destroyForcibly();
+                try {
+                    Runtime.getRuntime().removeShutdownHook(reaper);
+                } catch (IllegalStateException shuttingDown) {
+                    // the JVM is exiting and the hook has run or is running: nothing left to undo
+                }
+            }
             if (code != 0) {
                 String err = Files.readString(stderr);
                 String message = err.lines().filter(l -> l.startsWith(ERROR_MARK))

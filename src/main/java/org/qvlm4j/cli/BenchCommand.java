@@ -3,6 +3,7 @@ package org.qvlm4j.cli;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.Callable;
 import org.qvlm4j.bench.KernelBench;
@@ -112,7 +113,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         if (kernelSize != null && (kernelSize.length != 2 || kernelSize[0] < 1 || kernelSize[1] < 1)) {
             throw new IllegalArgumentException("--kernel-size: expected N,K with both >= 1, got "
-                    + java.util.Arrays.toString(kernelSize));
+                    + Arrays.toString(kernelSize));
         }
         if (streamMib < STREAM_MIB_MIN) {
             throw new IllegalArgumentException("--stream-mib: expected >= " + STREAM_MIB_MIN + ", got " + streamMib);

@@ -13,6 +13,7 @@ import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.stream.Stream;
@@ -56,7 +57,7 @@ public final class BenchFixtures {
 
     /** The linears RTN quantizes by default (all but the patch embedding and lm_head). */
     public static List<int[]> quantizedLinears() {
-        List<int[]> all = new java.util.ArrayList<>();
+        List<int[]> all = new ArrayList<>();
         for (int l = 0; l < LAYERS; l++) {
             all.addAll(VISION_LAYER);
         }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
@@ -51,7 +52,7 @@ class ModelFootprintTest {
     @Test
     void floatingPointFixture() throws IOException {
         ModelFootprint f = footprint(BenchFixtures.TINY);
-        List<int[]> linears = new java.util.ArrayList<>(BenchFixtures.quantizedLinears());
+        List<int[]> linears = new ArrayList<>(BenchFixtures.quantizedLinears());
         linears.add(BenchFixtures.PATCH_EMBED);
         linears.add(BenchFixtures.LM_HEAD);
         assertEquals(30, f.floatLinears());

@@ -12,6 +12,7 @@ import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
@@ -74,7 +75,7 @@ class BenchCommandTest {
         List<String[]> rows = new ArrayList<>();
         for (int i = header + 1; i <= header + ModelComparison.METRICS.size(); i++) {
             String[] tokens = lines.get(i).strip().split("\\s+");
-            rows.add(java.util.Arrays.copyOfRange(tokens, tokens.length - valueColumns, tokens.length));
+            rows.add(Arrays.copyOfRange(tokens, tokens.length - valueColumns, tokens.length));
         }
         return rows;
     }
