@@ -962,7 +962,11 @@ public final class SynthBenchmark {
                 d.preferred.add(MONTHS.get(Math.floorMod(m + s, 12)));
             }
             d.extra.addAll(MONTHS);
-            d.solution = "The answer is " + d.answer + ".";
+            d.solution = switch (step) {
+                case 2 -> "Two months after " + MONTHS.get(m) + " comes " + d.answer + ".";
+                case -1 -> d.answer + " comes right before " + MONTHS.get(m) + ".";
+                default -> d.answer + " comes right after " + MONTHS.get(m) + ".";
+            };
             return d;
         }
         Draft d = new Draft("soc.none.compass", "geography", "Geography", "Use cardinal directions",
@@ -971,6 +975,7 @@ public final class SynthBenchmark {
         if (!hard) {
             d.question = "Which direction is opposite to " + dir + "?";
             d.answer = opposite(dir);
+            d.solution = "The opposite of " + dir + " is " + d.answer + ".";
         } else {
             d.template = "soc.none.turn";
             int turn = rnd.nextInt(3);
@@ -978,9 +983,9 @@ public final class SynthBenchmark {
             int delta = List.of(1, -1, 2).get(turn);
             d.question = "You face " + dir + " and turn " + how + ". Which way do you face now?";
             d.answer = DIRECTIONS.get(Math.floorMod(DIRECTIONS.indexOf(dir) + delta, 4));
+            d.solution = "Facing " + dir + " and turning " + how + ", you face " + d.answer + ".";
         }
         d.preferred.addAll(DIRECTIONS);
-        d.solution = "The answer is " + d.answer + ".";
         return d;
     }
 
