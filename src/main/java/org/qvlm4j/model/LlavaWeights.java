@@ -31,7 +31,10 @@ import org.qvlm4j.kernels.WeightMatrix;
  * the same prefixes as the {@link ActivationTap} sites.
  *
  * <p>Weights stay in the mapped checkpoint in their stored dtype (F32, F16, BF16); only
- * one-dimensional tensors (norms, biases, the class embedding) are decoded to float arrays.
+ * one-dimensional tensors (norms, biases, the class embedding) are decoded to float arrays. In a
+ * quantized checkpoint ({@link QuantizedLayouts}) a linear may instead hold packed codes (U8) with
+ * F32 scales and zero points, and beside them an F32 input scale, low-rank factors and static
+ * input ranges; {@link #linear} sets them on the {@link Linear}.
  * {@code post_layernorm} may be present though the LLaVA forward never uses it; with tied word
  * embeddings {@code lm_head} may be absent.
  */

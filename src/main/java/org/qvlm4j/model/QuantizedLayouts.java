@@ -206,7 +206,12 @@ public record QuantizedLayouts(String method, Map<String, LlavaWeights.LinearLay
                     throw bad(key + ".norms", "a non-empty array of norm tensor names", norms);
                 }
                 List<String> n = new ArrayList<>();
-                norms.forEach(x -> n.add(x.asText()));
+                for (JsonNode x : norms) {
+                    if (!x.isTextual()) {
+                        throw bad(key + ".norms", "norm tensor names", norms);
+                    }
+                    n.add(x.asText());
+                }
                 foldedNorms.put(linear, List.copyOf(n));
             } else {
                 throw bad(key + ".placement", "'" + PLACEMENT_NORM + "' or '" + PLACEMENT_RUNTIME + "'",
@@ -223,14 +228,14 @@ public record QuantizedLayouts(String method, Map<String, LlavaWeights.LinearLay
             }
             boolean sym = bool(key + ".symmetric", a.path("symmetric"));
             boolean dynamic = bool(key + ".dynamic", a.path("dynamic"));
-            InputQuantizer.Granularity g;
+            InputQuantizer.Granularity g = null;
             String gText = a.path("granularity").asText();
-            try {
-                g = InputQuantizer.Granularity.valueOf(gText.toUpperCase(Locale.ROOT));
-                if (!gText.equals(gText.toLowerCase(Locale.ROOT))) {
-                    throw new IllegalArgumentException(gText);
+            for (InputQuantizer.Granularity c : InputQuantizer.Granularity.values()) {
+                if (c.name().toLowerCase(Locale.ROOT).equals(gText)) {
+                    g = c;
                 }
-            } catch (IllegalArgumentException ex) {
+            }
+            if (g == null) {
                 throw bad(key + ".granularity", "one of per_tensor, per_channel, per_token, per_group",
                         "'" + gText + "'");
             }
