@@ -234,6 +234,19 @@ class QuantizedExportTest {
                 assertEquals(planned, l.integerInputs(), l.name());
             }
         }
+        // nf4 blocks of 64 do not tile rows of 32 or 37: each row is one block, double-quantized
+        Path nf4 = tmp.resolve("cli-nf4");
+        code = cl.execute("--model", TINY.toString(), "--method", "nf4", "--wbits", "4", "--double-quant",
+                "--stats", st.toString(), "--out", nf4.toString());
+        assertEquals(0, code, se.toString());
+        try (LlavaModel q = LlavaModel.load(nf4)) {
+            for (Linear l : q.linears()) {
+                if (QuantPreset.quantizedByDefault(TensorCategory.of(l.name()))) {
+                    assertEquals(QuantFormat.NF4, l.packed().format(), l.name());
+                    assertEquals(l.inFeatures(), l.packed().groupSize(), l.name());
+                }
+            }
+        }
         int bad = cl.execute("--model", TINY.toString(), "--method", "rtn", "--wbits", "8", "--abits", "5",
                 "--stats", st.toString(), "--out", tmp.resolve("cli-w8a5").toString());
         assertEquals(2, bad);
