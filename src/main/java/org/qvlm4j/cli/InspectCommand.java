@@ -11,6 +11,7 @@ import org.qvlm4j.io.config.ClipVisionConfig;
 import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.io.safetensors.Checkpoint;
 import org.qvlm4j.io.safetensors.TensorEntry;
+import org.qvlm4j.model.InputQuantizer;
 import org.qvlm4j.model.LlavaWeights;
 import org.qvlm4j.model.QuantizedLayouts;
 import picocli.CommandLine.Command;
@@ -55,12 +56,10 @@ final class InspectCommand implements Callable<Integer> {
         out.printf("           vocab %d, rope theta %s, rms eps %s, max positions %d, image token %d, tied embeddings %s%n",
                 t.vocabSize(), t.ropeTheta(), t.rmsNormEps(), t.maxPositionEmbeddings(), cfg.imageTokenIndex(),
                 cfg.tieWordEmbeddings());
-        Map<String, LlavaWeights.PackedLayout> packed = QuantizedLayouts.read(modelDir);
-        if (!packed.isEmpty()) {
-            Map<String, Integer> byFormat = new java.util.TreeMap<>();
-            packed.values().forEach(l -> byFormat.merge(l.format() + (l.symmetric() ? " sym" : "") + " group "
-                    + l.groupSize(), 1, Integer::sum));
-            out.printf("quantized  method %s, %d packed linears: %s%n", quantMethod(modelDir), packed.size(), byFormat);
+        QuantizedLayouts layouts = QuantizedLayouts.read(modelDir);
+        Map<String, LlavaWeights.PackedLayout> packed = layouts.packed();
+        if (!layouts.isEmpty()) {
+            printQuantization(out, layouts);
         }
         try (Checkpoint ckpt = Checkpoint.open(modelDir)) {
             Map<String, long[]> perComponent = new LinkedHashMap<>();
@@ -69,7 +68,7 @@ final class InspectCommand implements Callable<Integer> {
             }
             for (TensorEntry e : ckpt.tensors().values()) {
                 long[] acc = perComponent.get(component(e.name()));
-                acc[0] += parameters(ckpt, packed, e);
+                acc[0] += parameters(ckpt, layouts, e);
                 acc[1] += e.data().byteSize();
             }
             out.println();
@@ -89,7 +88,7 @@ final class InspectCommand implements Callable<Integer> {
                 out.println();
                 for (TensorEntry e : ckpt.tensors().values()) {
                     out.printf("%-72s %-5s %s%s%n", e.name(), e.dtype(), Arrays.toString(e.shape()),
-                            packedNote(packed, e.name()));
+                            quantNote(layouts, e.name()));
                 }
             }
         }
@@ -97,21 +96,67 @@ final class InspectCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** The quantization summary: packed formats, input scales, input quantization paths, low-rank terms. */
+    private static void printQuantization(PrintWriter out, QuantizedLayouts q) {
+        Map<String, Integer> byFormat = new java.util.TreeMap<>();
+        q.packed().values().forEach(l -> byFormat.merge(l.format() + (l.symmetric() ? " sym" : "") + " group "
+                + l.groupSize(), 1, Integer::sum));
+        out.printf("quantized  method %s, %d packed linears: %s%n", q.method() == null ? "?" : q.method(),
+                q.packed().size(), byFormat);
+        long runtime = q.linears().values().stream().filter(LlavaWeights.LinearLayout::inputScale).count();
+        if (runtime > 0 || !q.foldedNorms().isEmpty()) {
+            out.printf("           input scales: %d linears folded into norms, %d divide their input at run time%n",
+                    q.foldedNorms().size(), runtime);
+        }
+        Map<String, Integer> paths = new java.util.TreeMap<>();
+        q.linears().forEach((name, l) -> {
+            if (l.input() != null) {
+                paths.merge(q.inputSpecs().get(name) + " " + pathName(l), 1, Integer::sum);
+            }
+        });
+        if (!paths.isEmpty()) {
+            out.printf("           input quantization: %s%n", paths);
+            Map<String, Integer> reasons = new java.util.TreeMap<>();
+            q.fakeReasons().values().forEach(r -> reasons.merge(r, 1, Integer::sum));
+            reasons.forEach((r, n) -> out.printf("           fake quantization for %d linears: %s%n", n, r));
+        }
+        Map<Integer, Integer> ranks = new java.util.TreeMap<>();
+        q.linears().values().forEach(l -> {
+            if (l.lowRank() > 0) {
+                ranks.merge(l.lowRank(), 1, Integer::sum);
+            }
+        });
+        if (!ranks.isEmpty()) {
+            out.printf("           low-rank terms (LoRC, F32): rank=linears %s%n", ranks);
+        }
+    }
+
+    private static String pathName(LlavaWeights.LinearLayout l) {
+        return l.execution() == InputQuantizer.Execution.INTEGER ? QuantizedLayouts.PATH_INTEGER
+                : QuantizedLayouts.PATH_FAKE;
+    }
+
+    /** Suffixes of a quantized linear's tensors that hold metadata rather than weights. */
+    private static final String[] METADATA_SUFFIXES = {LlavaWeights.SCALES, LlavaWeights.ZEROS,
+        LlavaWeights.INPUT_SCALE, LlavaWeights.ACT_RANGE};
+
     /**
      * Weights a tensor stands for: its element count, except for packed linears, whose codes stand
      * for (N, K) weights with K = groups x group size (the kernels need the group to tile K) and
-     * whose scales and zero points are metadata, counted in bytes only.
+     * whose scales, zero points, input scales and input ranges are metadata, counted in bytes only.
      */
-    private static long parameters(Checkpoint ckpt, Map<String, LlavaWeights.PackedLayout> packed, TensorEntry e) {
+    private static long parameters(Checkpoint ckpt, QuantizedLayouts layouts, TensorEntry e) {
         String c = LlavaWeights.canonicalName(e.name());
-        if (c == null || packed.isEmpty()) {
+        if (c == null || layouts.isEmpty()) {
             return e.numel();
         }
-        if (c.endsWith(LlavaWeights.SCALES) || c.endsWith(LlavaWeights.ZEROS)) {
-            return packed.containsKey(c.substring(0, c.lastIndexOf('.'))) ? 0 : e.numel();
+        for (String suffix : METADATA_SUFFIXES) {
+            if (c.endsWith(suffix)) {
+                return layouts.linears().containsKey(c.substring(0, c.length() - suffix.length())) ? 0 : e.numel();
+            }
         }
         if (c.endsWith(LlavaWeights.QWEIGHT)) {
-            LlavaWeights.PackedLayout l = packed.get(c.substring(0, c.length() - LlavaWeights.QWEIGHT.length()));
+            LlavaWeights.PackedLayout l = layouts.packed().get(c.substring(0, c.length() - LlavaWeights.QWEIGHT.length()));
             String scales = e.name().substring(0, e.name().length() - LlavaWeights.QWEIGHT.length()) + LlavaWeights.SCALES;
             if (l != null && ckpt.contains(scales)) {
                 return e.shape()[0] * ckpt.get(scales).shape()[1] * l.groupSize();
@@ -120,30 +165,34 @@ final class InspectCommand implements Callable<Integer> {
         return e.numel();
     }
 
-    /** For a packed tensor, its linear's packed format, e.g. {@code  (packed INT4 group 32)}; else empty. */
-    private static String packedNote(Map<String, LlavaWeights.PackedLayout> packed, String key) {
+    /**
+     * For a tensor of a quantized linear, what it is, e.g. {@code  (packed INT4 group 32; inputs
+     * a8-sym-token-dynamic integer)}; else empty.
+     */
+    private static String quantNote(QuantizedLayouts layouts, String key) {
         String c = LlavaWeights.canonicalName(key);
-        if (c == null) {
+        if (c == null || layouts.isEmpty()) {
             return "";
         }
-        for (String suffix : new String[] {LlavaWeights.QWEIGHT, LlavaWeights.SCALES, LlavaWeights.ZEROS}) {
-            if (c.endsWith(suffix)) {
-                LlavaWeights.PackedLayout l = packed.get(c.substring(0, c.length() - suffix.length()));
-                if (l != null) {
-                    return "  (packed " + l.format() + (l.symmetric() ? " sym" : "") + " group " + l.groupSize() + ")";
-                }
-            }
+        int dot = c.lastIndexOf('.');
+        String prefix = c.substring(0, dot);
+        String suffix = c.substring(dot);
+        LlavaWeights.LinearLayout l = layouts.linears().get(prefix);
+        if (l == null) {
+            return layouts.foldedNorms().values().stream().anyMatch(n -> n.contains(c)) ? "  (smoothing scales folded in)" : "";
         }
-        return "";
-    }
-
-    private static String quantMethod(Path modelDir) {
-        try {
-            return new com.fasterxml.jackson.databind.ObjectMapper().readTree(
-                    modelDir.resolve(QuantizedLayouts.FILE).toFile()).path("method").asText("?");
-        } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e);
-        }
+        String inputs = l.input() == null ? "" : "inputs " + layouts.inputSpecs().get(prefix) + " " + pathName(l);
+        return switch (suffix) {
+            case LlavaWeights.QWEIGHT, LlavaWeights.SCALES, LlavaWeights.ZEROS -> l.packed() == null ? ""
+                    : "  (packed " + l.packed().format() + (l.packed().symmetric() ? " sym" : "") + " group "
+                            + l.packed().groupSize() + (suffix.equals(LlavaWeights.QWEIGHT) && !inputs.isEmpty()
+                                    ? "; " + inputs : "") + ")";
+            case ".weight" -> inputs.isEmpty() ? "" : "  (" + inputs + ")";
+            case LlavaWeights.INPUT_SCALE -> "  (input scale, divides the input at run time)";
+            case LlavaWeights.LORC_U, LlavaWeights.LORC_V -> "  (LoRC rank " + l.lowRank() + ")";
+            case LlavaWeights.ACT_RANGE -> "  (static input ranges: lo, hi)";
+            default -> "";
+        };
     }
 
     private static String component(String key) {

@@ -3,8 +3,13 @@ package org.qvlm4j.cli;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
+import java.util.LinkedHashSet;
 import java.util.Locale;
+import java.util.Set;
 import java.util.concurrent.Callable;
+import org.qvlm4j.io.config.ClipVisionConfig;
+import org.qvlm4j.io.config.LlamaTextConfig;
+import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.quant.LinearQuant;
 import org.qvlm4j.quant.QuantPlan;
 import org.qvlm4j.quant.QuantPreset;
@@ -24,16 +29,23 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code qvlm4j quantize}: runs a post-training quantization method on a model with its calibration
- * statistics and writes a packed low-bit checkpoint ({@link QuantizedExport}) that {@code generate},
- * {@code logits} and {@code inspect} load like any model. The plan quantizes the weights of every
- * linear the paper's presets quantize (vision tower, projector, LLM layers; not the patch embedding,
- * embeddings or lm_head) with asymmetric per-channel (or per-group with --group) W-bit ranges; nf4
- * uses NF4 blocks of 64 without double quantization. Exit code 2 for bad options or inputs,
- * including what the export refuses (activation quantization, scale-folding methods, weights off
- * the packed grid).
+ * statistics and writes a quantized checkpoint ({@link QuantizedExport}) that {@code generate},
+ * {@code logits} and {@code inspect} load like any model and that computes what the method's
+ * in-memory fake-quantized model computes. The plan quantizes the weights of every linear the
+ * paper's presets quantize (vision tower, projector, LLM layers; not the patch embedding,
+ * embeddings or lm_head) with asymmetric per-channel (or per-group with --group) W-bit ranges, and
+ * below 16 activation bits their inputs with the matching preset's input specs (LLM: per-channel
+ * static, vision and projector: per-token dynamic, asymmetric, so they run as fake quantization);
+ * {@code --override} changes categories with the plan grammar (e.g. symmetric per-token inputs,
+ * which run as integer codes times packed weights). nf4 uses NF4 blocks of 64 (or --group),
+ * a whole row as one block where the row length is not a multiple of the block, and optionally
+ * double quantization. Exit code 2 for bad options or inputs, including what the export refuses
+ * (percentile-clipped inputs, the patch embedding or a tied lm_head, weights off the packed grid
+ * other than by a low-rank term).
  */
 @Command(name = "quantize", mixinStandardHelpOptions = true,
-        description = "Quantize a model's weights with a PTQ method and write a packed low-bit checkpoint.")
+        description = "Quantize a model with a PTQ method and write a packed low-bit checkpoint (weights, "
+                + "smoothing scales, low-rank terms, input quantization).")
 public final class QuantizeCommand implements Callable<Integer> {
     static final int EXIT_BAD_INPUT = 2;
 
@@ -51,12 +63,21 @@ public final class QuantizeCommand implements Callable<Integer> {
     int wbits;
 
     @Option(names = "--abits", defaultValue = "16", paramLabel = "A",
-            description = "Input activation bits; only 16 (floating point) is exported so far (default: ${DEFAULT-VALUE}).")
+            description = "Input activation bits: 16 (floating point) or a preset's 8, 6, 4 (default: ${DEFAULT-VALUE}).")
     int abits;
 
     @Option(names = "--group", defaultValue = "0", paramLabel = "G",
-            description = "Weight group size along K (0: per output channel; default: ${DEFAULT-VALUE}).")
+            description = "Weight group size along K (0: per output channel; nf4: the block, default 64; "
+                    + "default: ${DEFAULT-VALUE}).")
     int group;
+
+    @Option(names = "--double-quant", description = "nf4: double-quantize the block absmax (QLoRA).")
+    boolean doubleQuant;
+
+    @Option(names = "--override", paramLabel = "LIST",
+            description = "Plan overrides applied last, e.g. 'all=w8-asym-channel+a8-sym-token-dynamic' "
+                    + "(<category|vision|llm|all>=<preset|fp|spec[+spec]>, separated by ';').")
+    String override;
 
     @Option(names = "--stats", required = true, paramLabel = "STATS", description = "Calibration statistics of this model.")
     Path stats;
@@ -69,11 +90,17 @@ public final class QuantizeCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         PrintWriter stdout = spec.commandLine().getOut();
         try {
-            QuantMethod m = method(method);
-            QuantPlan plan = plan(m.name(), wbits, abits, group);
+            QuantMethod m = method(method, doubleQuant);
+            QuantPlan plan = plan(m.name(), wbits, abits, group, doubleQuant, LlavaConfig.load(modelDir));
+            if (override != null) {
+                plan = plan.toBuilder().override(override).build();
+            }
             QuantizedExport.Summary s = QuantizedExport.run(new QuantizedExport.Request(modelDir, stats, out, m, plan));
-            stdout.printf(Locale.ROOT, "%s: %d packed linears, %d bytes (F32: %d, ratio %.3f); wrote %s%n", m.name(),
-                    s.packedLinears(), s.packedBytes(), s.f32Bytes(), (double) s.packedBytes() / s.f32Bytes(), s.out());
+            stdout.printf(Locale.ROOT, "%s: %d packed linears, %d bytes (F32: %d, ratio %.3f), %d bytes of F32 extras; "
+                            + "inputs: %d integer, %d fake; smoothing scales: %d folded, %d at run time; "
+                            + "%d low-rank terms; wrote %s%n", m.name(), s.packedLinears(), s.packedBytes(),
+                    s.f32Bytes(), (double) s.packedBytes() / s.f32Bytes(), s.extraBytes(), s.integerInputs(),
+                    s.fakeInputs(), s.foldedScales(), s.runtimeScales(), s.lowRankLinears(), s.out());
             stdout.flush();
             return 0;
         } catch (IllegalArgumentException | UncheckedIOException e) {
@@ -83,32 +110,35 @@ public final class QuantizeCommand implements Callable<Integer> {
         }
     }
 
-    /** The method of a CLI name, each with its default configuration (NF4 without double quantization). */
-    static QuantMethod method(String name) {
+    /** The method of a CLI name, each with its default configuration (NF4 double quantization as asked). */
+    static QuantMethod method(String name, boolean doubleQuant) {
+        if (doubleQuant && !name.equalsIgnoreCase("nf4")) {
+            throw new IllegalArgumentException("--double-quant: expected --method nf4, got --method " + name);
+        }
         return switch (name.toLowerCase(Locale.ROOT)) {
             case "rtn" -> new Rtn();
             case "smoothquant" -> new SmoothQuant(SmoothQuant.Config.DEFAULT);
             case "awq" -> new Awq(Awq.Config.DEFAULT);
             case "gptq" -> new Gptq(Gptq.Config.DEFAULT);
-            case "nf4" -> new Nf4Weights(new Nf4Weights.Config(QuantSpec.NF4_BLOCK, false));
+            case "nf4" -> new Nf4Weights(new Nf4Weights.Config(QuantSpec.NF4_BLOCK, doubleQuant));
             case "zeroquant-v2" -> new ZeroQuantV2(ZeroQuantV2.Config.DEFAULT);
             default -> throw new IllegalArgumentException("--method: expected rtn, smoothquant, awq, gptq, nf4 or "
                     + "zeroquant-v2, got '" + name + "'");
         };
     }
 
-    /** The preset-style plan: every category quantized by default gets the weight spec and, below 16 bits, the preset's input spec. */
-    static QuantPlan plan(String methodName, int wbits, int abits, int group) {
-        QuantSpec w;
-        if (methodName.equals("nf4")) {
-            if (wbits != 4 || group != 0) {
-                throw new IllegalArgumentException("--method nf4: expected --wbits 4 and no --group, got --wbits " + wbits
-                        + " --group " + group);
-            }
-            w = QuantSpec.nf4(false);
-        } else {
-            w = group > 0 ? QuantSpec.weight(wbits, false, QuantSpec.Granularity.PER_GROUP, group)
-                    : QuantSpec.weight(wbits, false, QuantSpec.Granularity.PER_CHANNEL, 0);
+    /**
+     * The preset-style plan: every category quantized by default gets the weight spec and, below 16
+     * bits, the preset's input spec. cfg gives nf4 the row lengths its blocks must tile.
+     */
+    static QuantPlan plan(String methodName, int wbits, int abits, int group, boolean doubleQuant, LlavaConfig cfg) {
+        boolean nf4 = methodName.equals("nf4");
+        if (nf4 && wbits != 4) {
+            throw new IllegalArgumentException("--method nf4: expected --wbits 4 (NF4 is a 4-bit format), got --wbits "
+                    + wbits);
+        }
+        if (group < 0) {
+            throw new IllegalArgumentException("--group: expected >= 0, got " + group);
         }
         QuantPreset preset = null;
         if (abits != QuantPreset.FLOAT_BITS) {
@@ -118,15 +148,57 @@ public final class QuantizeCommand implements Callable<Integer> {
                 }
             }
             if (preset == null) {
-                throw new IllegalArgumentException("--abits: expected 16 or a preset's activation bits, got " + abits);
+                throw new IllegalArgumentException("--abits: expected 16 or a preset's activation bits (8, 6, 4), got "
+                        + abits);
             }
         }
         QuantPlan.Builder b = QuantPlan.builder();
         for (TensorCategory c : TensorCategory.values()) {
             if (QuantPreset.quantizedByDefault(c)) {
+                QuantSpec w;
+                if (nf4) {
+                    w = nf4Spec(c, group > 0 ? group : QuantSpec.NF4_BLOCK, doubleQuant, cfg);
+                } else {
+                    w = group > 0 ? QuantSpec.weight(wbits, false, QuantSpec.Granularity.PER_GROUP, group)
+                            : QuantSpec.weight(wbits, false, QuantSpec.Granularity.PER_CHANNEL, 0);
+                }
                 b.set(c, new LinearQuant(w, preset == null ? null : preset.inputSpec(c)));
             }
         }
         return b.build();
+    }
+
+    /** NF4 with the given block, or one block per row when the category's rows are not whole blocks. */
+    private static QuantSpec nf4Spec(TensorCategory c, int block, boolean doubleQuant, LlavaConfig cfg) {
+        Set<Integer> ks = rowLengths(c, cfg);
+        int b = block;
+        if (ks.stream().anyMatch(k -> k % block != 0)) {
+            if (ks.size() != 1) {
+                throw new IllegalArgumentException("--method nf4: the linears of " + c.key() + " have rows of " + ks
+                        + " weights; expected multiples of the NF4 block " + block + " or a single row length");
+            }
+            b = ks.iterator().next();
+        }
+        return new QuantSpec(QuantSpec.Format.NF4, QuantSpec.Target.WEIGHT, 4, true, QuantSpec.Granularity.BLOCK, b,
+                false, QuantSpec.Clip.NONE, doubleQuant ? QuantSpec.NF4_DOUBLE_QUANT_BLOCK : 0);
+    }
+
+    /** K of the linears of a category under cfg. */
+    private static Set<Integer> rowLengths(TensorCategory c, LlavaConfig cfg) {
+        ClipVisionConfig v = cfg.visionConfig();
+        LlamaTextConfig t = cfg.textConfig();
+        Set<Integer> ks = new LinkedHashSet<>();
+        switch (c) {
+            case VISION_FC2 -> ks.add(v.intermediateSize());
+            case VISION_Q, VISION_K, VISION_V, VISION_OUT, VISION_FC1 -> ks.add(v.hiddenSize());
+            case PROJECTOR -> {
+                ks.add(v.hiddenSize());
+                ks.add(t.hiddenSize());
+            }
+            case LLM_O -> ks.add(t.numAttentionHeads() * t.headDim());
+            case LLM_DOWN -> ks.add(t.intermediateSize());
+            default -> ks.add(t.hiddenSize());
+        }
+        return ks;
     }
 }

@@ -34,13 +34,14 @@ public final class LlavaModel implements AutoCloseable {
 
     /**
      * Loads {@code config.json} and the (possibly sharded) safetensors checkpoint of a model directory;
-     * with a {@code quantization_config.json}, its packed linears run the low-bit kernels.
+     * with a {@code quantization_config.json}, its packed linears run the low-bit kernels and its
+     * input scales, input quantizers and low-rank terms are set on their linears.
      */
     public static LlavaModel load(Path modelDir) {
         LlavaConfig cfg = LlavaConfig.load(modelDir);
         Checkpoint ckpt = Checkpoint.open(modelDir);
         try {
-            return new LlavaModel(cfg, LlavaWeights.of(ckpt, cfg, QuantizedLayouts.read(modelDir)));
+            return new LlavaModel(cfg, LlavaWeights.of(ckpt, cfg, QuantizedLayouts.read(modelDir).linears()));
         } catch (RuntimeException e) {
             ckpt.close();
             throw e;

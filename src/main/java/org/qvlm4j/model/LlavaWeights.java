@@ -31,14 +31,17 @@ import org.qvlm4j.kernels.WeightMatrix;
  * the same prefixes as the {@link ActivationTap} sites.
  *
  * <p>Weights stay in the mapped checkpoint in their stored dtype (F32, F16, BF16); only
- * one-dimensional tensors (norms, biases, the class embedding) are decoded to float arrays.
+ * one-dimensional tensors (norms, biases, the class embedding) are decoded to float arrays. In a
+ * quantized checkpoint ({@link QuantizedLayouts}) a linear may instead hold packed codes (U8) with
+ * F32 scales and zero points, and beside them an F32 input scale, low-rank factors and static
+ * input ranges; {@link #linear} sets them on the {@link Linear}.
  * {@code post_layernorm} may be present though the LLaVA forward never uses it; with tied word
  * embeddings {@code lm_head} may be absent.
  */
 public final class LlavaWeights {
     private final Checkpoint checkpoint;
     private final Map<String, TensorEntry> byCanonical;
-    private final Map<String, PackedLayout> packedLayouts = new HashMap<>();
+    private final Map<String, LinearLayout> layouts = new HashMap<>();
 
     /**
      * How a linear's weight is stored packed in a quantized checkpoint: tensors
@@ -47,10 +50,51 @@ public final class LlavaWeights {
      */
     public record PackedLayout(QuantFormat format, int groupSize, boolean symmetric) {}
 
+    /**
+     * What a quantized checkpoint stores for one linear beyond, or instead of, its {@code .weight}.
+     *
+     * @param packed     the packed weight's layout, or null when the weight stays floating point
+     * @param inputScale whether {@code <prefix>.input_scale} (F32, (K)) divides the input at run time
+     * @param lowRank    rank r of the low-rank term {@code <prefix>.lorc_u} (F32, (N, r)) and
+     *                   {@code <prefix>.lorc_v} (F32, (r, K)); 0 when there is none
+     * @param input      the input quantizer's spec, or null when the input stays floating point;
+     *                   static per-channel ranges are {@code <prefix>.act_range} (F32, (2, K): lo, hi)
+     * @param execution  how quantized inputs meet the weight (null when input is null)
+     * @param tensorRange static per-tensor range {lo, hi} given in the config, or null (dynamic, or
+     *                   per-channel ranges from the tensor)
+     */
+    public record LinearLayout(PackedLayout packed, boolean inputScale, int lowRank, InputQuantizer.Spec input,
+                               InputQuantizer.Execution execution, float[] tensorRange) {
+        public LinearLayout {
+            if (lowRank < 0) {
+                throw new IllegalArgumentException("low rank must be >= 0, got " + lowRank);
+            }
+            if ((input == null) != (execution == null)) {
+                throw new IllegalArgumentException("an input spec needs an execution and vice versa, got " + input
+                        + " and " + execution);
+            }
+        }
+
+        /** A packed weight and nothing else. */
+        public static LinearLayout packed(PackedLayout p) {
+            return new LinearLayout(p, false, 0, null, null, null);
+        }
+
+        /** Whether static ranges come from the {@code .act_range} tensor. */
+        public boolean rangeTensor() {
+            return input != null && !input.dynamic() && input.granularity() == InputQuantizer.Granularity.PER_CHANNEL;
+        }
+    }
+
     /** Suffixes of the tensors of a packed linear. */
     public static final String QWEIGHT = ".qweight";
     public static final String SCALES = ".scales";
     public static final String ZEROS = ".zeros";
+    /** Suffixes of a quantized linear's extra tensors: input scale, LoRC factors, static input ranges. */
+    public static final String INPUT_SCALE = ".input_scale";
+    public static final String LORC_U = ".lorc_u";
+    public static final String LORC_V = ".lorc_v";
+    public static final String ACT_RANGE = ".act_range";
 
     private LlavaWeights(Checkpoint checkpoint, Map<String, TensorEntry> byCanonical) {
         this.checkpoint = checkpoint;
@@ -181,34 +225,53 @@ public final class LlavaWeights {
     }
 
     /**
-     * As {@link #of(Checkpoint, LlavaConfig)}, with the linears named in packed (canonical prefix,
-     * e.g. {@code llm.layers.0.mlp.down_proj}) stored as packed tensors instead of {@code .weight}.
+     * As {@link #of(Checkpoint, LlavaConfig)}, with the linears named in layouts (canonical prefix,
+     * e.g. {@code llm.layers.0.mlp.down_proj}) stored as a quantized checkpoint describes them:
+     * packed tensors instead of {@code .weight}, and their extra tensors, all F32 (U8 codes).
      */
-    public static LlavaWeights of(Checkpoint ckpt, LlavaConfig cfg, Map<String, PackedLayout> packed) {
+    public static LlavaWeights of(Checkpoint ckpt, LlavaConfig cfg, Map<String, LinearLayout> layouts) {
         Map<String, long[]> expected = expectedShapes(cfg);
         Map<String, long[]> optional = optionalShapes(cfg);
         Map<String, DType> packedDtypes = new HashMap<>();
-        for (Map.Entry<String, PackedLayout> e : packed.entrySet()) {
-            long[] w = expected.get(e.getKey() + ".weight");
+        for (Map.Entry<String, LinearLayout> e : layouts.entrySet()) {
+            String p = e.getKey();
+            long[] w = expected.get(p + ".weight");
             if (w == null || w.length != 2) {
-                throw new IllegalArgumentException(ckpt.dir() + ": packed linear '" + e.getKey()
+                throw new IllegalArgumentException(ckpt.dir() + ": quantized linear '" + p
                         + "' is not a linear of a LLaVA model with this config");
             }
-            PackedLayout pl = e.getValue();
+            LinearLayout ll = e.getValue();
             int k = Math.toIntExact(w[1]);
-            long groups = pl.groupSize() > 0 && k % pl.groupSize() == 0 ? k / pl.groupSize() : -1;
-            if (groups < 0) {
-                throw new IllegalArgumentException(ckpt.dir() + ": packed linear '" + e.getKey() + "' group size "
-                        + pl.groupSize() + " does not divide K = " + k);
+            PackedLayout pl = ll.packed();
+            if (pl != null) {
+                long groups = pl.groupSize() > 0 && k % pl.groupSize() == 0 ? k / pl.groupSize() : -1;
+                if (groups < 0) {
+                    throw new IllegalArgumentException(ckpt.dir() + ": packed linear '" + p + "' group size "
+                            + pl.groupSize() + " does not divide K = " + k);
+                }
+                expected.remove(p + ".weight");
+                expected.put(p + QWEIGHT, new long[] {w[0], pl.format().rowBytes(k)});
+                expected.put(p + SCALES, new long[] {w[0], groups});
+                packedDtypes.put(p + QWEIGHT, DType.U8);
+                packedDtypes.put(p + SCALES, DType.F32);
+                if (pl.format().isUniform() && !pl.symmetric()) {
+                    expected.put(p + ZEROS, new long[] {w[0], groups});
+                    packedDtypes.put(p + ZEROS, DType.U8);
+                }
             }
-            expected.remove(e.getKey() + ".weight");
-            expected.put(e.getKey() + QWEIGHT, new long[] {w[0], pl.format().rowBytes(k)});
-            expected.put(e.getKey() + SCALES, new long[] {w[0], groups});
-            packedDtypes.put(e.getKey() + QWEIGHT, DType.U8);
-            packedDtypes.put(e.getKey() + SCALES, DType.F32);
-            if (pl.format().isUniform() && !pl.symmetric()) {
-                expected.put(e.getKey() + ZEROS, new long[] {w[0], groups});
-                packedDtypes.put(e.getKey() + ZEROS, DType.U8);
+            if (ll.inputScale()) {
+                expected.put(p + INPUT_SCALE, new long[] {k});
+                packedDtypes.put(p + INPUT_SCALE, DType.F32);
+            }
+            if (ll.lowRank() > 0) {
+                expected.put(p + LORC_U, new long[] {w[0], ll.lowRank()});
+                expected.put(p + LORC_V, new long[] {ll.lowRank(), k});
+                packedDtypes.put(p + LORC_U, DType.F32);
+                packedDtypes.put(p + LORC_V, DType.F32);
+            }
+            if (ll.rangeTensor()) {
+                expected.put(p + ACT_RANGE, new long[] {2, k});
+                packedDtypes.put(p + ACT_RANGE, DType.F32);
             }
         }
         Map<String, TensorEntry> byCanonical = new HashMap<>();
@@ -233,7 +296,7 @@ public final class LlavaWeights {
             }
             DType packedType = packedDtypes.get(canon);
             if (packedType != null && t.dtype() != packedType) {
-                throw new IllegalArgumentException(ckpt.dir() + ": packed tensor '" + key + "' expected dtype "
+                throw new IllegalArgumentException(ckpt.dir() + ": quantized-linear tensor '" + key + "' expected dtype "
                         + packedType + ", got " + t.dtype());
             }
             if (packedType == null && t.dtype() != DType.F32 && t.dtype() != DType.F16 && t.dtype() != DType.BF16) {
@@ -260,7 +323,7 @@ public final class LlavaWeights {
             throw new IllegalArgumentException(ckpt.dir() + ": missing tensor(s) " + String.join(", ", shown));
         }
         LlavaWeights lw = new LlavaWeights(ckpt, byCanonical);
-        lw.packedLayouts.putAll(packed);
+        lw.layouts.putAll(layouts);
         return lw;
     }
 
@@ -316,9 +379,18 @@ public final class LlavaWeights {
         return has(canonical) ? vector(canonical) : null;
     }
 
-    /** A linear layer whose site name is its canonical prefix (without {@code .weight}). */
+    /**
+     * A linear layer whose site name is its canonical prefix (without {@code .weight}), with the
+     * packed weight, input scale, input quantizer and low-rank term its layout names.
+     */
     public Linear linear(String prefix) {
-        PackedLayout pl = packedLayouts.get(prefix);
+        LinearLayout ll = layouts.get(prefix);
+        float[] bias = optionalVector(prefix + ".bias");
+        if (ll == null) {
+            return new Linear(prefix, matrix(prefix + ".weight"), bias);
+        }
+        Linear l;
+        PackedLayout pl = ll.packed();
         if (pl != null) {
             TensorEntry q = entry(prefix + QWEIGHT);
             TensorEntry z = pl.format().isUniform() && !pl.symmetric() ? entry(prefix + ZEROS) : null;
@@ -328,8 +400,36 @@ public final class LlavaWeights {
             byte[] zeros = z == null ? null : z.data().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
             PackedMatrix m = new PackedMatrix(pl.format(), rows, cols, pl.groupSize(), q.data(),
                     vector(prefix + SCALES), zeros);
-            return new Linear(prefix, m, optionalVector(prefix + ".bias"));
+            l = new Linear(prefix, m, bias);
+        } else {
+            l = new Linear(prefix, matrix(prefix + ".weight"), bias);
         }
-        return new Linear(prefix, matrix(prefix + ".weight"), optionalVector(prefix + ".bias"));
+        if (ll.lowRank() > 0) {
+            l.setLowRank(matrix(prefix + LORC_U), matrix(prefix + LORC_V));
+        }
+        if (ll.inputScale()) {
+            l.setInputScale(vector(prefix + INPUT_SCALE));
+        }
+        InputQuantizer.Spec spec = ll.input();
+        if (spec != null) {
+            int k = l.inFeatures();
+            if (spec.dynamic()) {
+                l.setInputQuantizer(InputQuantizer.dynamic(spec, ll.execution(), k));
+            } else if (ll.rangeTensor()) {
+                float[] r = vector(prefix + ACT_RANGE); // (2, K)
+                l.setInputQuantizer(InputQuantizer.fromRanges(spec, ll.execution(), k,
+                        java.util.Arrays.copyOfRange(r, 0, k), java.util.Arrays.copyOfRange(r, k, 2 * k)));
+            } else {
+                l.setInputQuantizer(InputQuantizer.fromRanges(spec, ll.execution(), k,
+                        new float[] {ll.tensorRange()[0]}, new float[] {ll.tensorRange()[1]}));
+            }
+            if (ll.execution() == InputQuantizer.Execution.INTEGER && !l.integerInputs()) {
+                throw new IllegalArgumentException(checkpoint.dir().resolve(QuantizedLayouts.FILE) + ": key activations."
+                        + prefix + ".path: expected '" + QuantizedLayouts.PATH_FAKE + "' ("
+                        + InputQuantizer.integerUnsupported(spec, pl == null ? null : pl.format(),
+                                pl == null ? k : pl.groupSize(), k) + "), got '" + QuantizedLayouts.PATH_INTEGER + "'");
+            }
+        }
+        return l;
     }
 }

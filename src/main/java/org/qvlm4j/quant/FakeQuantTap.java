@@ -38,6 +38,21 @@ public final class FakeQuantTap implements ActivationTap {
         this.next = next;
     }
 
+    /** The plan whose input specs this tap applies. */
+    public QuantPlan plan() {
+        return plan;
+    }
+
+    /** The static ranges by site (unmodifiable), as given. */
+    public Map<String, Ranges> staticRanges() {
+        return staticRanges;
+    }
+
+    /** The tap that sees every site after this one, or null. */
+    public ActivationTap next() {
+        return next;
+    }
+
     @Override
     public void onActivation(String site, float[] data, int rows, int cols) {
         Optional<Site> action = sites.computeIfAbsent(site, this::resolve);

@@ -3,6 +3,7 @@ package org.qvlm4j.quant.export;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -10,7 +11,10 @@ import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -22,39 +26,62 @@ import org.qvlm4j.io.safetensors.TensorEntry;
 import org.qvlm4j.kernels.DType;
 import org.qvlm4j.kernels.PackedMatrix;
 import org.qvlm4j.kernels.WeightMatrix;
+import org.qvlm4j.model.ActivationTap;
+import org.qvlm4j.model.InputQuantizer;
 import org.qvlm4j.model.Linear;
 import org.qvlm4j.model.LlavaModel;
 import org.qvlm4j.model.LlavaWeights;
 import org.qvlm4j.model.QuantizedLayouts;
+import org.qvlm4j.quant.FakeQuantTap;
 import org.qvlm4j.quant.LinearQuant;
 import org.qvlm4j.quant.QuantPlan;
 import org.qvlm4j.quant.QuantSpec;
+import org.qvlm4j.quant.Ranges;
 import org.qvlm4j.quant.TensorCategory;
 import org.qvlm4j.quant.calib.CalibrationStats;
+import org.qvlm4j.quant.methods.InputScalingTap;
+import org.qvlm4j.quant.methods.LayerReport;
 import org.qvlm4j.quant.methods.QuantMethod;
 import org.qvlm4j.quant.methods.QuantResult;
 
 /**
- * Writes a quantized checkpoint: runs a {@link QuantMethod} on a model, re-expresses every planned
- * linear's fake-quantized weight exactly as packed codes ({@link PackedWeights}) and writes a model
- * directory that {@link LlavaModel#load} reads with the low-bit kernels.
+ * Writes a quantized checkpoint: runs a {@link QuantMethod} on a model and writes a model directory
+ * that {@link LlavaModel#load} runs like the in-memory {@link QuantResult} (fake-quantized weights
+ * plus activation tap), with the low-bit kernels:
+ * <ul>
+ *   <li>every planned weight as exact packed codes ({@link PackedWeights}): {@code <prefix>.qweight}
+ *       (U8), {@code <prefix>.scales} (F32 (N, groups)) and, for asymmetric uniform formats,
+ *       {@code <prefix>.zeros} (U8 (N, groups)) in place of {@code <prefix>.weight}; NF4 with double
+ *       quantization is stored exactly by its decoded absmax (F32 scales: the weights are the
+ *       double-quantized ones bit for bit, the 0.4 bits per weight DQ saves are not saved);</li>
+ *   <li>a weight off its grid by a low-rank term (ZeroQuant-V2's LoRC) as the packed RTN grid part
+ *       plus F32 factors {@code <prefix>.lorc_u} (N, r) and {@code <prefix>.lorc_v} (r, K)
+ *       ({@link LowRankTerm});</li>
+ *   <li>per-input-channel smoothing scales s (SmoothQuant, AWQ): folded into a norm by the method,
+ *       the changed norm weight (and bias) is written under its own key as F32; otherwise
+ *       {@code <prefix>.input_scale} (F32 (K)) holds s and the runtime divides the input by it,
+ *       also when the method folded 1/s back into a weight-only image (the packed codes are those
+ *       of W·diag(s));</li>
+ *   <li>the plan's input quantization, read off the method's activation tap (spec per linear,
+ *       static ranges as calibrated and divided by s): per-tensor ranges, scale and zero point in
+ *       the config, per-channel ranges as {@code <prefix>.act_range} (F32 (2, K)); each linear runs
+ *       integer codes times packed weights where the kernels allow it (symmetric 8/4-bit inputs per
+ *       token, tensor or group) and fake quantization otherwise, and the config says which and why.</li>
+ * </ul>
+ * {@value QuantizedLayouts#FILE} (read by {@link QuantizedLayouts}) records the method, the plan,
+ * each linear's packed format, input scale placement and input quantizer, the calibration
+ * manifest's sample pids and seed and the tool version; other tensors keep their bytes; config,
+ * tokenizer and preprocessor files are copied. Everything is written into a temporary sibling
+ * directory that is renamed at the end.
  *
- * <p>Layout: {@code model.safetensors} holds, under the source checkpoint's own key names,
- * {@code <prefix>.qweight} (U8 packed codes), {@code <prefix>.scales} (F32 (N, groups)) and, for
- * asymmetric uniform formats, {@code <prefix>.zeros} (U8 (N, groups)) in place of each quantized
- * {@code <prefix>.weight}, and every other tensor unchanged; {@value QuantizedLayouts#FILE}
- * records the method, the plan, each packed linear's format / group size / spec, the calibration
- * manifest's sample pids and seed and the tool version; config, tokenizer and preprocessor files
- * are copied. Everything is written into a temporary sibling directory that is renamed at the end.
- *
- * <p>Left out (refused with a message): activation quantization (the checkpoint would need static
- * ranges and the runtime a quantized-input path), methods that fold per-channel scales into norms
- * or inputs (SmoothQuant, AWQ: the changed norms and input scaling are not stored), weights not on
- * a per-row/group grid (ZeroQuant-V2's low-rank compensation, NF4 double quantization), bit widths
- * other than 4, 6 and 8, and groups the kernels cannot express.
+ * <p>Left out (refused with a message): percentile-clipped input specs (the runtime clips by a
+ * ratio only), quantizing the patch embedding, the embeddings or a tied lm_head (not linears of
+ * their own in the runtime), activation taps other than the library's scaling and fake-quantization
+ * taps, bit widths other than 4, 6 and 8, groups the kernels cannot express, off-grid weights that
+ * are not a grid image plus a low-rank term.
  */
 public final class QuantizedExport {
-    public static final int FORMAT_VERSION = 1;
+    public static final int FORMAT_VERSION = QuantizedLayouts.VERSION;
     public static final String WEIGHTS_FILE = Checkpoint.SINGLE_FILE;
     /** Files copied verbatim when the source model has them. */
     public static final List<String> COPIED_FILES = List.of("config.json", "generation_config.json", "tokenizer.json",
@@ -66,13 +93,28 @@ public final class QuantizedExport {
     /** What to export: source model, its calibration statistics, the target directory, method and plan. */
     public record Request(Path modelDir, Path statsDir, Path out, QuantMethod method, QuantPlan plan) {}
 
-    /** What was written: packed linears, their packed bytes and the bytes their F32 weights would take. */
-    public record Summary(Path out, int packedLinears, long packedBytes, long f32Bytes) {}
+    /**
+     * What was written: packed linears, their packed bytes and the bytes their F32 weights would
+     * take; bytes of the extra F32 tensors (low-rank factors, input scales, input ranges); linears
+     * whose inputs run integer codes or fake quantization; linears whose smoothing scale was folded
+     * into a norm or is applied at run time; linears with a low-rank term.
+     */
+    public record Summary(Path out, int packedLinears, long packedBytes, long f32Bytes, long extraBytes,
+                          int integerInputs, int fakeInputs, int foldedScales, int runtimeScales, int lowRankLinears) {}
 
     /** A step run after the tensors are written and before the rename (tests inject failures here). */
     @FunctionalInterface
     interface BeforeRename {
         void run(Path tmpDir) throws IOException;
+    }
+
+    /** What one linear becomes in the checkpoint; null fields are absent. */
+    private record Exported(String name, int n, int k, PackedMatrix packed, QuantSpec weightSpec, float[] f32Weight,
+                            float[] inputScale, String methodPlacement, List<String> foldedNorms,
+                            LowRankTerm.Split lowRank, QuantSpec inputSpec, InputQuantizer quantizer, String fakeReason) {
+        boolean touched() {
+            return packed != null || f32Weight != null || inputScale != null || inputSpec != null;
+        }
     }
 
     private QuantizedExport() {
@@ -96,53 +138,51 @@ public final class QuantizedExport {
              CalibrationStats stats = CalibrationStats.load(r.statsDir());
              Checkpoint source = Checkpoint.open(r.modelDir())) {
             stats.checkModel(r.modelDir(), model);
-            Map<String, float[]> originals = new LinkedHashMap<>(); // name → (N, K) pre-quantization weight
+            Map<String, TensorEntry> sourceByName = new HashMap<>(); // canonical name → source tensor
+            source.tensors().forEach((key, e) -> {
+                String c = LlavaWeights.canonicalName(key);
+                if (c != null) {
+                    sourceByName.put(c, e);
+                }
+            });
+            QuantResult res = r.method().apply(model, r.plan(), stats);
+            Map<String, float[]> changedNorms = changedNorms(model, sourceByName);
+            TapParts tap = TapParts.of(res, r.plan());
+            Map<String, Exported> linears = new LinkedHashMap<>();
             for (Linear l : model.linears()) {
-                if (r.plan().forLinear(l.name()).weight() != null) {
-                    originals.put(l.name(), l.weight().toFloatArray());
+                Exported e = export(l, res, r.plan(), tap, sourceByName, changedNorms);
+                if (e.touched()) {
+                    checkLoadable(l, model);
+                    linears.put(l.name(), e);
                 }
             }
-            QuantResult res = r.method().apply(model, r.plan(), stats);
-            if (res.scales() != null && !res.scales().isEmpty()) {
-                throw new IllegalArgumentException("method " + res.method() + " folds per-channel scales into norms or "
-                        + "inputs (" + res.scales().size() + " linears, e.g. " + res.scales().keySet().iterator().next()
-                        + "); exporting the changed norms and input scaling is not supported yet");
+            Summary s = summary(out, linears);
+            if (s.packedLinears() == 0) {
+                throw new IllegalArgumentException("method " + res.method() + " quantized no weight: a quantized "
+                        + "checkpoint needs at least one packed linear");
             }
-            if (res.tap() != null) {
-                throw new IllegalArgumentException("method " + res.method() + " needs an activation tap at runtime; "
-                        + "exporting activation quantization is not supported yet");
-            }
-            Map<String, PackedMatrix> packed = new LinkedHashMap<>();
-            Map<String, QuantSpec> specs = new LinkedHashMap<>();
-            long f32Bytes = 0;
-            long packedBytes = 0;
-            for (Map.Entry<String, WeightMatrix> e : res.weights().entrySet()) {
-                WeightMatrix w = e.getValue();
-                QuantSpec spec = r.plan().forLinear(e.getKey()).weight();
-                PackedMatrix p = PackedWeights.pack(res.method() + " linear " + e.getKey(), w.toFloatArray(),
-                        originals.get(e.getKey()), w.rows(), w.cols(), spec);
-                packed.put(e.getKey(), p);
-                specs.put(e.getKey(), spec);
-                f32Bytes += 4L * w.rows() * w.cols();
-                packedBytes += p.byteSize();
-            }
-            ObjectNode config = config(res.method(), r.plan(), packed, specs, stats.manifest());
-            write(out, source, packed, config, r.modelDir(), hook);
-            return new Summary(out, packed.size(), packedBytes, f32Bytes);
+            ObjectNode config = config(res.method(), r.plan(), linears, stats.manifest());
+            write(out, source, linears, changedNorms, config, r.modelDir(), hook);
+            return s;
         }
     }
 
     private static void checkPlan(QuantPlan plan) {
         for (Map.Entry<TensorCategory, LinearQuant> e : plan.entries().entrySet()) {
-            if (e.getValue().input() != null) {
-                throw new IllegalArgumentException("plan quantizes the inputs of " + e.getKey().key() + " ("
-                        + e.getValue().input() + "): quantized checkpoints hold weight-only quantization so far; "
-                        + "use --abits 16 (e.g. W8A16, W4A16)");
+            QuantSpec in = e.getValue().input();
+            if (in != null && in.clip().kind() == QuantSpec.ClipKind.PERCENTILE) {
+                throw new IllegalArgumentException("plan quantizes the inputs of " + e.getKey().key() + " with " + in
+                        + ": the runtime's input quantizer clips by a ratio only; expected no clip or -clip<ratio>");
             }
         }
         if (plan.entry(TensorCategory.EMBEDDINGS).weight() != null) {
             throw new IllegalArgumentException("plan quantizes EMBEDDINGS (" + plan.entry(TensorCategory.EMBEDDINGS)
                     + "): the embedding table is not a linear and has no packed form");
+        }
+        if (!plan.entry(TensorCategory.VISION_PATCH_EMBED).isFloatingPoint()) {
+            throw new IllegalArgumentException("plan quantizes VISION_PATCH_EMBED ("
+                    + plan.entry(TensorCategory.VISION_PATCH_EMBED) + "): the patch embedding is a convolution "
+                    + "whose weight has 4 dimensions; expected fp");
         }
         if (plan.isFloatingPoint()) {
             throw new IllegalArgumentException("plan quantizes nothing: a quantized checkpoint needs at least one "
@@ -150,8 +190,234 @@ public final class QuantizedExport {
         }
     }
 
-    private static ObjectNode config(String method, QuantPlan plan, Map<String, PackedMatrix> packed,
-                                     Map<String, QuantSpec> specs, JsonNode manifest) {
+    /** The linear must be one the loader builds from its own {@code .weight} (not the tied lm_head). */
+    private static void checkLoadable(Linear l, LlavaModel model) {
+        if (l.name().equals("lm_head") && model.config().tieWordEmbeddings()) {
+            throw new IllegalArgumentException("plan quantizes lm_head, which shares the embedding table "
+                    + "(tie_word_embeddings); expected lm_head=fp");
+        }
+    }
+
+    /** The method's activation tap taken apart: input scales it applies and its fake quantizer. */
+    private record TapParts(Map<String, float[]> scales, FakeQuantTap quant) {
+        static TapParts of(QuantResult res, QuantPlan plan) {
+            ActivationTap t = res.tap();
+            Map<String, float[]> scales = Map.of();
+            if (t instanceof InputScalingTap s) {
+                scales = s.scales();
+                t = s.next();
+            }
+            FakeQuantTap q = null;
+            if (t instanceof FakeQuantTap f) {
+                if (f.next() != null || !f.plan().equals(plan)) {
+                    throw new IllegalArgumentException("method " + res.method() + ": its fake-quantization tap "
+                            + (f.next() != null ? "chains another tap" : "follows another plan") + "; expected the "
+                            + "request's plan alone");
+                }
+                q = f;
+                t = null;
+            }
+            if (t != null) {
+                throw new IllegalArgumentException("method " + res.method() + " needs an activation tap of type "
+                        + t.getClass().getName() + " at run time; the export stores input scaling and fake "
+                        + "quantization only");
+            }
+            return new TapParts(scales, q);
+        }
+    }
+
+    private static Exported export(Linear l, QuantResult res, QuantPlan plan, TapParts tap,
+                                   Map<String, TensorEntry> source, Map<String, float[]> changedNorms) {
+        String name = l.name();
+        int n = l.outFeatures();
+        int k = l.inFeatures();
+        String what = res.method() + " linear " + name;
+        LinearQuant lq = plan.forLinear(name);
+        WeightMatrix stored = res.weights().get(name);
+        LayerReport row = res.report().stream().filter(x -> x.linear().equals(name)).findFirst().orElse(null);
+        String placement = row == null ? "none" : row.scalePlacement();
+        float[] s = res.scales() == null ? null : res.scales().get(name);
+        float[] tapScale = tap.scales().get(name + ".in");
+        if ((tapScale != null) != (s != null && placement.equals("activation"))) {
+            throw new IllegalArgumentException(what + ": scale placement '" + placement + "' disagrees with the "
+                    + "activation tap, which " + (tapScale == null ? "does not scale" : "scales") + " its input");
+        }
+        PackedMatrix packed = null;
+        LowRankTerm.Split lowRank = null;
+        float[] f32 = null;
+        float[] inputScale = tapScale;
+        List<String> folded = List.of();
+        if (s != null && placement.startsWith("norm:")) {
+            folded = foldedNorms(placement.substring("norm:".length()), changedNorms);
+        }
+        QuantSpec wspec = lq.weight();
+        if (stored != null) {
+            float[] image = stored.toFloatArray(); // (N, K)
+            if (wspec != null) {
+                float[] original = source.get(name + ".weight").toFloatArray(); // (N, K)
+                boolean scaledBasis = s != null && !placement.equals("none");
+                float[] gridSource = scaledBasis ? scaleColumns(original, n, k, s) : original;
+                boolean weightPlacement = s != null && placement.equals("weight");
+                try {
+                    packed = PackedWeights.pack(what, image, weightPlacement ? s : null, gridSource, n, k, wspec);
+                } catch (IllegalArgumentException offGrid) {
+                    if (weightPlacement) {
+                        throw offGrid;
+                    }
+                    try {
+                        lowRank = LowRankTerm.split(what, image, gridSource, n, k, wspec);
+                    } catch (IllegalArgumentException notLowRank) {
+                        offGrid.addSuppressed(notLowRank);
+                        throw new IllegalArgumentException(offGrid.getMessage() + "; nor is it a grid image plus a "
+                                + "low-rank term: " + notLowRank.getMessage(), offGrid);
+                    }
+                    packed = lowRank.packed();
+                }
+                if (weightPlacement) {
+                    inputScale = s;
+                }
+            } else if (!Arrays.equals(image, source.get(name + ".weight").toFloatArray())) {
+                f32 = image;
+            }
+        }
+        QuantSpec ispec = lq.input();
+        InputQuantizer quantizer = null;
+        String reason = null;
+        if (ispec != null) {
+            if (tap.quant() == null) {
+                throw new IllegalArgumentException(what + ": the plan quantizes its input (" + ispec + ") but the "
+                        + "method's result has no fake-quantization tap");
+            }
+            InputQuantizer.Spec rs = runtimeSpec(ispec);
+            reason = packed == null ? "the weight is not packed"
+                    : InputQuantizer.integerUnsupported(rs, packed.format(), packed.groupSize(), k);
+            InputQuantizer.Execution exec = reason == null ? InputQuantizer.Execution.INTEGER
+                    : InputQuantizer.Execution.FAKE;
+            if (rs.dynamic()) {
+                quantizer = InputQuantizer.dynamic(rs, exec, k);
+            } else {
+                Ranges rg = tap.quant().staticRanges().get(name + ".in");
+                if (rg == null) {
+                    throw new IllegalArgumentException(what + ": the fake-quantization tap has no static ranges for "
+                            + name + ".in (spec " + ispec + ")");
+                }
+                quantizer = InputQuantizer.fromRanges(rs, exec, k, rg.lo(), rg.hi());
+            }
+        }
+        String methodPlacement = inputScale == null ? null : placement;
+        return new Exported(name, n, k, packed, wspec, f32, inputScale, methodPlacement, folded, lowRank, ispec,
+                quantizer, reason);
+    }
+
+    /**
+     * The norm tensors a scale placement {@code norm:<name>.weight} changed: the weight and, for
+     * LayerNorm, the bias (the named weight alone when dividing by s changed no value).
+     */
+    private static List<String> foldedNorms(String norm, Map<String, float[]> changed) {
+        String base = norm.substring(0, norm.lastIndexOf('.'));
+        List<String> out = new ArrayList<>();
+        for (String suffix : List.of(".weight", ".bias")) {
+            if (changed.containsKey(base + suffix)) {
+                out.add(base + suffix);
+            }
+        }
+        return out.isEmpty() ? List.of(norm) : out;
+    }
+
+    /** The runtime form of a uniform input spec (percentile clipping was refused with the plan). */
+    static InputQuantizer.Spec runtimeSpec(QuantSpec a) {
+        InputQuantizer.Granularity g = switch (a.granularity()) {
+            case PER_TENSOR -> InputQuantizer.Granularity.PER_TENSOR;
+            case PER_CHANNEL -> InputQuantizer.Granularity.PER_CHANNEL;
+            case PER_TOKEN -> InputQuantizer.Granularity.PER_TOKEN;
+            case PER_GROUP -> InputQuantizer.Granularity.PER_GROUP;
+            case BLOCK -> throw new IllegalArgumentException("input spec " + a + " has no runtime form");
+        };
+        double clip = a.clip().kind() == QuantSpec.ClipKind.RATIO ? a.clip().value() : 1.0;
+        return new InputQuantizer.Spec(a.bits(), a.symmetric(), g, a.groupSize(), a.dynamic(), clip);
+    }
+
+    /** w (N, K) · diag(s), element by element in float as the smoothing methods compute it. */
+    private static float[] scaleColumns(float[] w, int n, int k, float[] s) {
+        float[] out = new float[n * k];
+        for (int r = 0; r < n; r++) {
+            for (int j = 0; j < k; j++) {
+                out[r * k + j] = w[r * k + j] * s[j];
+            }
+        }
+        return out;
+    }
+
+    /** Names of the per-layer norm vectors a method may fold scales into. */
+    static List<String> normNames(LlavaModel model) {
+        List<String> names = new ArrayList<>();
+        for (int i = 0; i < model.config().visionConfig().numHiddenLayers(); i++) {
+            for (String ln : List.of("layer_norm1", "layer_norm2")) {
+                names.add("vision.layers." + i + "." + ln + ".weight");
+                names.add("vision.layers." + i + "." + ln + ".bias");
+            }
+        }
+        for (int i = 0; i < model.config().textConfig().numHiddenLayers(); i++) {
+            names.add("llm.layers." + i + ".input_layernorm.weight");
+            names.add("llm.layers." + i + ".post_attention_layernorm.weight");
+        }
+        return names;
+    }
+
+    /** Norm vectors whose live values differ from the checkpoint's, by canonical name. */
+    private static Map<String, float[]> changedNorms(LlavaModel model, Map<String, TensorEntry> source) {
+        Map<String, float[]> out = new LinkedHashMap<>();
+        for (String name : normNames(model)) {
+            float[] live = model.normVector(name);
+            if (!Arrays.equals(live, source.get(name).toFloatArray())) {
+                out.put(name, live.clone());
+            }
+        }
+        return out;
+    }
+
+    private static Summary summary(Path out, Map<String, Exported> linears) {
+        int packed = 0;
+        long packedBytes = 0;
+        long f32Bytes = 0;
+        long extra = 0;
+        int integer = 0;
+        int fake = 0;
+        int folded = 0;
+        int runtime = 0;
+        int lowRank = 0;
+        for (Exported e : linears.values()) {
+            if (e.packed() != null) {
+                packed++;
+                packedBytes += e.packed().byteSize();
+                f32Bytes += 4L * e.n() * e.k();
+            }
+            if (e.lowRank() != null) {
+                lowRank++;
+                extra += 4L * e.lowRank().rank() * (e.n() + e.k());
+            }
+            if (e.inputScale() != null) {
+                runtime++;
+                extra += 4L * e.k();
+            }
+            if (!e.foldedNorms().isEmpty()) {
+                folded++;
+            }
+            if (e.quantizer() != null) {
+                if (e.quantizer().execution() == InputQuantizer.Execution.INTEGER) {
+                    integer++;
+                } else {
+                    fake++;
+                }
+                if (!e.quantizer().spec().dynamic() && e.inputSpec().granularity() == QuantSpec.Granularity.PER_CHANNEL) {
+                    extra += 8L * e.k();
+                }
+            }
+        }
+        return new Summary(out, packed, packedBytes, f32Bytes, extra, integer, fake, folded, runtime, lowRank);
+    }
+
+    private static ObjectNode config(String method, QuantPlan plan, Map<String, Exported> linears, JsonNode manifest) {
         ObjectNode c = JSON.createObjectNode();
         c.put("format", QuantizedLayouts.FORMAT);
         c.put("version", FORMAT_VERSION);
@@ -164,16 +430,38 @@ public final class QuantizedExport {
             throw new UncheckedIOException(e);
         }
         ObjectNode t = c.putObject("tensors");
-        for (Map.Entry<String, PackedMatrix> e : packed.entrySet()) {
-            PackedMatrix p = e.getValue();
-            ObjectNode o = t.putObject(e.getKey());
-            o.put("format", p.format().name());
-            o.put("group_size", p.groupSize());
-            o.put("symmetric", p.symmetric());
-            o.put("spec", specs.get(e.getKey()).toString());
-            o.putArray("shape").add(p.rows()).add(p.cols());
+        ObjectNode scales = c.putObject("input_scales");
+        ObjectNode acts = c.putObject("activations");
+        for (Exported e : linears.values()) {
+            PackedMatrix p = e.packed();
+            if (p != null) {
+                ObjectNode o = t.putObject(e.name());
+                o.put("format", p.format().name());
+                o.put("group_size", p.groupSize());
+                o.put("symmetric", p.symmetric());
+                o.put("spec", e.weightSpec().toString());
+                o.putArray("shape").add(p.rows()).add(p.cols());
+                if (e.lowRank() != null) {
+                    ObjectNode lr = o.putObject("lorc");
+                    lr.put("rank", e.lowRank().rank());
+                    lr.put("dtype", DType.F32.name());
+                    lr.put("max_deviation", e.lowRank().maxDeviation());
+                }
+            }
+            if (!e.foldedNorms().isEmpty()) {
+                ObjectNode o = scales.putObject(e.name());
+                o.put("placement", QuantizedLayouts.PLACEMENT_NORM);
+                ArrayNode norms = o.putArray("norms");
+                e.foldedNorms().forEach(norms::add);
+            } else if (e.inputScale() != null) {
+                ObjectNode o = scales.putObject(e.name());
+                o.put("placement", QuantizedLayouts.PLACEMENT_RUNTIME);
+                o.put("method_placement", e.methodPlacement());
+            }
+            if (e.quantizer() != null) {
+                acts.set(e.name(), activation(e));
+            }
         }
-        c.putObject("activations");
         ObjectNode cal = c.putObject("calibration");
         for (String key : List.of("seed", "n", "split", "samples", "tool_version")) {
             if (manifest.has(key)) {
@@ -186,8 +474,37 @@ public final class QuantizedExport {
         return c;
     }
 
-    private static void write(Path out, Checkpoint source, Map<String, PackedMatrix> packed, ObjectNode config,
-                              Path modelDir, BeforeRename hook) {
+    private static ObjectNode activation(Exported e) {
+        InputQuantizer q = e.quantizer();
+        InputQuantizer.Spec s = q.spec();
+        ObjectNode o = JSON.createObjectNode();
+        o.put("spec", e.inputSpec().toString());
+        o.put("bits", s.bits());
+        o.put("symmetric", s.symmetric());
+        o.put("granularity", s.granularity().name().toLowerCase(java.util.Locale.ROOT));
+        o.put("group_size", s.groupSize());
+        o.put("dynamic", s.dynamic());
+        o.put("clip_ratio", s.clipRatio());
+        o.put("path", q.execution() == InputQuantizer.Execution.INTEGER ? QuantizedLayouts.PATH_INTEGER
+                : QuantizedLayouts.PATH_FAKE);
+        if (e.fakeReason() != null) {
+            o.put("reason", e.fakeReason());
+        }
+        if (!s.dynamic()) {
+            ObjectNode st = o.putObject("static");
+            if (s.granularity() == InputQuantizer.Granularity.PER_CHANNEL) {
+                st.put("ranges_tensor", QuantizedLayouts.RANGES_TENSOR);
+            } else {
+                st.putArray("range").add(q.staticLo()[0]).add(q.staticHi()[0]);
+                st.put("scale", q.staticScales()[0]);
+                st.put("zero_point", q.staticZeroPoints()[0]);
+            }
+        }
+        return o;
+    }
+
+    private static void write(Path out, Checkpoint source, Map<String, Exported> linears,
+                              Map<String, float[]> changedNorms, ObjectNode config, Path modelDir, BeforeRename hook) {
         Path tmp;
         try {
             Files.createDirectories(out.getParent());
@@ -201,21 +518,19 @@ public final class QuantizedExport {
             for (Map.Entry<String, TensorEntry> e : source.tensors().entrySet()) {
                 String key = e.getKey();
                 String canon = LlavaWeights.canonicalName(key);
+                float[] norm = canon == null ? null : changedNorms.get(canon);
+                if (norm != null) {
+                    w.addFloats(key, DType.F32, new long[] {norm.length}, norm);
+                    continue;
+                }
                 String prefix = canon != null && canon.endsWith(".weight")
                         ? canon.substring(0, canon.length() - ".weight".length()) : null;
-                PackedMatrix p = prefix == null ? null : packed.get(prefix);
-                if (p == null) {
+                Exported x = prefix == null ? null : linears.get(prefix);
+                if (x == null) {
                     w.add(key, e.getValue());
                     continue;
                 }
-                String base = key.substring(0, key.length() - ".weight".length());
-                w.addSegment(base + LlavaWeights.QWEIGHT, DType.U8, new long[] {p.rows(), p.rowBytes()}, p.codes());
-                w.addFloats(base + LlavaWeights.SCALES, DType.F32, new long[] {p.rows(), p.groups()},
-                        PackedWeights.scales(p));
-                if (!p.symmetric() && p.format().isUniform()) {
-                    w.addBytes(base + LlavaWeights.ZEROS, DType.U8, new long[] {p.rows(), p.groups()},
-                            PackedWeights.zeros(p));
-                }
+                addLinear(w, key.substring(0, key.length() - ".weight".length()), x, e.getValue());
             }
             w.write(tmp.resolve(WEIGHTS_FILE));
             Files.writeString(tmp.resolve(QuantizedLayouts.FILE), JSON.writeValueAsString(config));
@@ -237,6 +552,39 @@ public final class QuantizedExport {
                 throw new UncheckedIOException("writing " + out + " failed", io);
             }
             throw (RuntimeException) e;
+        }
+    }
+
+    /** The tensors of one exported linear under the source key prefix base (in place of {@code base.weight}). */
+    private static void addLinear(SafeTensorsWriter w, String base, Exported x, TensorEntry sourceWeight) {
+        PackedMatrix p = x.packed();
+        if (p != null) {
+            w.addSegment(base + LlavaWeights.QWEIGHT, DType.U8, new long[] {p.rows(), p.rowBytes()}, p.codes());
+            w.addFloats(base + LlavaWeights.SCALES, DType.F32, new long[] {p.rows(), p.groups()},
+                    PackedWeights.scales(p));
+            if (!p.symmetric() && p.format().isUniform()) {
+                w.addBytes(base + LlavaWeights.ZEROS, DType.U8, new long[] {p.rows(), p.groups()},
+                        PackedWeights.zeros(p));
+            }
+        } else if (x.f32Weight() != null) {
+            w.addFloats(base + ".weight", DType.F32, new long[] {x.n(), x.k()}, x.f32Weight());
+        } else {
+            w.add(base + ".weight", sourceWeight);
+        }
+        if (x.lowRank() != null) {
+            int r = x.lowRank().rank();
+            w.addFloats(base + LlavaWeights.LORC_U, DType.F32, new long[] {x.n(), r}, x.lowRank().u());
+            w.addFloats(base + LlavaWeights.LORC_V, DType.F32, new long[] {r, x.k()}, x.lowRank().v());
+        }
+        if (x.inputScale() != null) {
+            w.addFloats(base + LlavaWeights.INPUT_SCALE, DType.F32, new long[] {x.k()}, x.inputScale());
+        }
+        InputQuantizer q = x.quantizer();
+        if (q != null && !q.spec().dynamic() && q.spec().granularity() == InputQuantizer.Granularity.PER_CHANNEL) {
+            float[] range = new float[2 * x.k()]; // (2, K): lo, hi
+            System.arraycopy(q.staticLo(), 0, range, 0, x.k());
+            System.arraycopy(q.staticHi(), 0, range, x.k(), x.k());
+            w.addFloats(base + LlavaWeights.ACT_RANGE, DType.F32, new long[] {2, x.k()}, range);
         }
     }
 

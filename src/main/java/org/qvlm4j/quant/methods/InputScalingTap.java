@@ -9,13 +9,23 @@ import org.qvlm4j.model.ActivationTap;
  * next tap (typically the input quantizer). The division is per element in float, matching a
  * norm whose weight was divided by s only up to float rounding.
  */
-final class InputScalingTap implements ActivationTap {
+public final class InputScalingTap implements ActivationTap {
     private final Map<String, float[]> scales;
     private final ActivationTap next;
 
     InputScalingTap(Map<String, float[]> scales, ActivationTap next) {
         this.scales = Map.copyOf(scales);
         this.next = next;
+    }
+
+    /** Site ({@code <linear>.in}) → the scale s its input is divided by (unmodifiable). */
+    public Map<String, float[]> scales() {
+        return scales;
+    }
+
+    /** The tap every site goes to after the scaling (typically the input quantizer), or null. */
+    public ActivationTap next() {
+        return next;
     }
 
     @Override

@@ -9,14 +9,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.List;
-import java.util.SplittableRandom;
+import java.util.Map;
 import java.util.function.Supplier;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -37,78 +37,43 @@ import org.qvlm4j.quant.QuantPreset;
 import org.qvlm4j.quant.QuantSpec;
 import org.qvlm4j.quant.TensorCategory;
 import org.qvlm4j.quant.calib.CalibrationStats;
-import org.qvlm4j.quant.calib.CalibrationTap;
-import org.qvlm4j.quant.calib.Calibrator;
 import org.qvlm4j.quant.calib.ModelFingerprint;
-import org.qvlm4j.quant.calib.SiteStats;
 import org.qvlm4j.quant.methods.Gptq;
 import org.qvlm4j.quant.methods.Nf4Weights;
 import org.qvlm4j.quant.methods.QuantMethod;
 import org.qvlm4j.quant.methods.Rtn;
-import org.qvlm4j.quant.methods.ZeroQuantV2;
 
 /**
- * Packed checkpoints on the tiny LLaVA fixture: RTN W8A16 / W4A16 exported, reloaded with the
- * low-bit kernels and compared with the in-memory fake-quantized model; sizes against the formats'
- * byte layouts; what the export refuses; no output left by a failed write.
+ * Packed checkpoints on the tiny LLaVA fixture: RTN W8A16 / W4A16, GPTQ and NF4 exported, reloaded
+ * with the low-bit kernels and compared with the in-memory fake-quantized model; sizes against the
+ * formats' byte layouts; the quantize command; what the export refuses; no output left by a failed
+ * write. Activation quantization, smoothing scales and low-rank terms: {@link ActivationExportTest}.
  */
 class QuantizedExportTest {
-    static final Path TINY = Path.of("src/test/resources/fixtures/tiny-llava");
+    static final Path TINY = ExportFixture.TINY;
     /** Packed kernels sum (q - z)·s·x in another order than the F32 GEMM over the dequantized image. */
     static final double LOGITS_REL_TOL = 1e-5;
-    static final long SEED = 3;
-    static final long CALIB_SEED = 17;
-    static final int CALIB_SAMPLES = 2;
     static final int NF4_TEST_BLOCK = 32;
-    static final List<String> PIDS = List.of("p1", "p7");
 
     @TempDir
     Path tmp;
+    /** Statistics shared by the tests (they only read them), by digest and Hessian choice. */
+    @TempDir
+    static Path shared;
+    private static final Map<String, Path> STATS = new HashMap<>();
 
-    private int[] ids;
-    private float[] pixels;
+    private final ExportFixture fx = new ExportFixture();
+    private final int[] ids = fx.ids;
+    private final float[] pixels = fx.pixels;
 
-    private void loadPrompt() {
-        try (SafeTensors ref = SafeTensors.open(TINY.resolve("reference_forward.safetensors"))) {
-            long[] l = ref.get("input_ids").toLongArray();
-            ids = new int[l.length];
-            for (int i = 0; i < l.length; i++) {
-                ids[i] = Math.toIntExact(l[i]);
-            }
-            pixels = ref.get("pixel_values").toFloatArray();
-        }
+    /** Statistics of every linear input for the given digest, with or without Hessians. */
+    private Path stats(String digest, boolean hessian) {
+        return STATS.computeIfAbsent(digest + "/" + hessian, key -> fx.stats(
+                shared.resolve("stats-" + STATS.size()), digest, hessian));
     }
 
-    /** Statistics of every linear input over seeded random images with the fixture prompt, for the given digest. */
     private Path stats(String digest) {
         return stats(digest, false);
-    }
-
-    private Path stats(String digest, boolean hessian) {
-        loadPrompt();
-        Path dir = tmp.resolve("stats-" + digest.hashCode() + "-" + hessian);
-        try (LlavaModel m = LlavaModel.load(TINY)) {
-            List<String> sites = m.linears().stream().map(l -> l.name() + ".in").toList();
-            SiteStats.Options o = new SiteStats.Options(256, 0, hessian, false);
-            CalibrationTap tap = new CalibrationTap(site -> sites.contains(site) ? o : null, null);
-            m.setActivationTap(tap);
-            SplittableRandom rnd = new SplittableRandom(CALIB_SEED);
-            for (int s = 0; s < CALIB_SAMPLES; s++) {
-                float[] p = new float[pixels.length];
-                for (int i = 0; i < p.length; i++) {
-                    p[i] = (float) (2 * rnd.nextDouble() - 1);
-                }
-                m.forward(ids, p);
-            }
-            m.setActivationTap(null);
-            ObjectNode manifest = new ObjectMapper().createObjectNode();
-            manifest.put("format", CalibrationStats.FORMAT).put("version", CalibrationStats.FORMAT_VERSION);
-            manifest.put("seed", CALIB_SEED);
-            PIDS.forEach(manifest.putArray("samples")::add);
-            manifest.putObject("model").put("digest", digest);
-            CalibrationStats.write(dir, manifest, tap.stats(), Calibrator.PERCENTILE_GRID, false);
-        }
-        return dir;
     }
 
     private Path stats() {
@@ -123,17 +88,6 @@ class QuantizedExportTest {
             }
         }
         return b.build();
-    }
-
-    private static double relErr(float[] a, float[] b) {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < b.length; i++) {
-            double d = (double) a[i] - b[i];
-            num += d * d;
-            den += (double) b[i] * b[i];
-        }
-        return Math.sqrt(num / den);
     }
 
     private void exportMatchesFakeQuant(QuantPlan plan, QuantFormat format) {
@@ -181,7 +135,7 @@ class QuantizedExportTest {
             }
             assertEquals(planned, packed);
             float[] got = q.forward(ids, pixels);
-            double err = relErr(got, want);
+            double err = ExportFixture.relErr(got, want);
             assertTrue(err <= LOGITS_REL_TOL, "packed vs fake-quant logits rel err " + err);
         }
         // the stored codes are the format's layout: qweight bytes per linear = N * rowBytes(K), U8
@@ -206,8 +160,8 @@ class QuantizedExportTest {
         exportMatchesFakeQuant(weightOnly(QuantPreset.W4A16.weightSpec()), QuantFormat.INT4);
         JsonNode cfg = new ObjectMapper().readTree(tmp.resolve("q-INT4").resolve(QuantizedLayouts.FILE).toFile());
         assertEquals("rtn", cfg.path("method").asText());
-        assertEquals(CALIB_SEED, cfg.path("calibration").path("seed").asLong());
-        assertEquals(PIDS.get(1), cfg.path("calibration").path("samples").get(1).asText());
+        assertEquals(ExportFixture.CALIB_SEED, cfg.path("calibration").path("seed").asLong());
+        assertEquals(ExportFixture.PIDS.get(1), cfg.path("calibration").path("samples").get(1).asText());
         assertEquals(weightOnly(QuantPreset.W4A16.weightSpec()), QuantPlan.fromJson(cfg.path("plan").toString()));
         assertEquals("INT4", cfg.path("tensors").path("llm.layers.1.mlp.up_proj").path("format").asText());
         for (String f : List.of("config.json", "preprocessor_config.json")) {
@@ -251,25 +205,54 @@ class QuantizedExportTest {
     }
 
     @Test
-    void quantizeCommandWritesLoadableCheckpointAndRejectsActivationBits() {
+    void quantizeCommandWritesLoadableCheckpointsAndRejectsUnknownActivationBits() {
         Path st = stats();
-        Path out = tmp.resolve("cli-w4");
         StringWriter so = new StringWriter();
         StringWriter se = new StringWriter();
         CommandLine cl = new CommandLine(new QuantizeCommand()).setOut(new PrintWriter(so, true))
                 .setErr(new PrintWriter(se, true));
+        Path w4 = tmp.resolve("cli-w4");
         int code = cl.execute("--model", TINY.toString(), "--method", "rtn", "--wbits", "4", "--abits", "16",
-                "--stats", st.toString(), "--out", out.toString());
+                "--stats", st.toString(), "--out", w4.toString());
         assertEquals(0, code, se.toString());
-        try (LlavaModel q = LlavaModel.load(out)) {
-            assertEquals(QuantFormat.INT4, q.linears().stream().filter(l -> l.name().equals("llm.layers.0.mlp.gate_proj"))
-                    .findFirst().orElseThrow().packed().format());
+        try (LlavaModel q = LlavaModel.load(w4)) {
+            Linear gate = q.linears().stream().filter(l -> l.name().equals("llm.layers.0.mlp.gate_proj"))
+                    .findFirst().orElseThrow();
+            assertEquals(QuantFormat.INT4, gate.packed().format());
+            assertNull(gate.inputQuantizer());
         }
-        int bad = cl.execute("--model", TINY.toString(), "--method", "rtn", "--wbits", "8", "--abits", "8",
-                "--stats", st.toString(), "--out", tmp.resolve("cli-w8a8").toString());
+        // W8A8 with symmetric per-token inputs everywhere: every input runs integer codes
+        Path w8a8 = tmp.resolve("cli-w8a8");
+        code = cl.execute("--model", TINY.toString(), "--method", "rtn", "--wbits", "8", "--abits", "8",
+                "--override", "all=w8-asym-channel+a8-sym-token-dynamic", "--stats", st.toString(),
+                "--out", w8a8.toString());
+        assertEquals(0, code, se.toString());
+        assertTrue(so.toString().contains("inputs: 28 integer, 0 fake"), so.toString());
+        try (LlavaModel q = LlavaModel.load(w8a8)) {
+            for (Linear l : q.linears()) {
+                boolean planned = QuantPreset.quantizedByDefault(TensorCategory.of(l.name()));
+                assertEquals(planned, l.integerInputs(), l.name());
+            }
+        }
+        // nf4 blocks of 64 do not tile rows of 32 or 37: each row is one block, double-quantized
+        Path nf4 = tmp.resolve("cli-nf4");
+        code = cl.execute("--model", TINY.toString(), "--method", "nf4", "--wbits", "4", "--double-quant",
+                "--stats", st.toString(), "--out", nf4.toString());
+        assertEquals(0, code, se.toString());
+        try (LlavaModel q = LlavaModel.load(nf4)) {
+            for (Linear l : q.linears()) {
+                if (QuantPreset.quantizedByDefault(TensorCategory.of(l.name()))) {
+                    assertEquals(QuantFormat.NF4, l.packed().format(), l.name());
+                    assertEquals(l.inFeatures(), l.packed().groupSize(), l.name());
+                }
+            }
+        }
+        int bad = cl.execute("--model", TINY.toString(), "--method", "rtn", "--wbits", "8", "--abits", "5",
+                "--stats", st.toString(), "--out", tmp.resolve("cli-w8a5").toString());
         assertEquals(2, bad);
-        assertTrue(se.toString().contains("--abits 16"), se.toString());
-        assertFalse(Files.exists(tmp.resolve("cli-w8a8")));
+        assertTrue(se.toString().contains("--abits: expected 16 or a preset's activation bits (8, 6, 4), got 5"),
+                se.toString());
+        assertFalse(Files.exists(tmp.resolve("cli-w8a5")));
     }
 
     @Test
@@ -291,16 +274,20 @@ class QuantizedExportTest {
     }
 
     @Test
-    void refusesActivationQuantizationAndOffGridWeights() {
+    void refusesPercentileInputsAndOffGridWeights() {
         Path out = tmp.resolve("q");
         Path st = stats();
+        QuantPlan pct = QuantPlan.builder().override("all=w8-asym-channel+a8-asym-token-dynamic-pct0.99").build();
         IllegalArgumentException a = assertThrows(IllegalArgumentException.class, () -> QuantizedExport.run(
-                new QuantizedExport.Request(TINY, st, out, new Rtn(), QuantPlan.preset(QuantPreset.W8A8))));
-        assertTrue(a.getMessage().contains("--abits 16"), a.getMessage());
+                new QuantizedExport.Request(TINY, st, out, new Rtn(), pct)));
+        assertTrue(a.getMessage().contains("a8-asym-token-dynamic-pct0.99") && a.getMessage().contains("clips by a ratio"),
+                a.getMessage());
+        // NF4 weights under a uniform plan spec: off the INT4 grid, and not by a low-rank term
         IllegalArgumentException z = assertThrows(IllegalArgumentException.class, () -> QuantizedExport.run(
-                new QuantizedExport.Request(TINY, st, out, new ZeroQuantV2(ZeroQuantV2.Config.DEFAULT),
+                new QuantizedExport.Request(TINY, st, out, new Nf4Weights(new Nf4Weights.Config(NF4_TEST_BLOCK, false)),
                         weightOnly(QuantPreset.W4A16.weightSpec()))));
-        assertTrue(z.getMessage().contains("not on the"), z.getMessage());
+        assertTrue(z.getMessage().contains("not on the w4-asym-g128") && z.getMessage().contains("low-rank"),
+                z.getMessage());
         assertFalse(Files.exists(out));
     }
 
