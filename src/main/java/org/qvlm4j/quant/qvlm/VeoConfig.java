@@ -23,7 +23,7 @@ public record VeoConfig(double eta, double lambda1, double lambda2, double lr, i
     /** The official code's stand-in constant for the entropy coefficient ({@code entropyweight = 0.01}). */
     public static final double DEFAULT_LAMBDA1 = 0.01;
     public static final double DEFAULT_LAMBDA2 = 1.0;
-    public static final double DEFAULT_LR = 5e-3;
+    public static final double DEFAULT_LR = 1e-2;
     public static final int DEFAULT_EPOCHS = 10;
     public static final int DEFAULT_BATCH = 8;
     public static final int DEFAULT_SAMPLES = 64;

@@ -1,9 +1,11 @@
 package org.qvlm4j.quant.qvlm;
 
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import org.qvlm4j.quant.Ranges;
 
 /**
@@ -45,6 +47,19 @@ public record VeoResult(Map<String, Ranges> ranges, Terms initial, Terms last, L
         public double[] entropies() {
             return entropies.clone();
         }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Terms t && Double.compare(total, t.total) == 0 && Double.compare(reg, t.reg) == 0
+                    && Double.compare(ent, t.ent) == 0 && Double.compare(err, t.err) == 0
+                    && Double.compare(errVision, t.errVision) == 0 && Double.compare(errLlm, t.errLlm) == 0
+                    && Arrays.equals(entropies, t.entropies);
+        }
+
+        @Override
+        public int hashCode() {
+            return Objects.hash(total, reg, ent, err, errVision, errLlm) * 31 + Arrays.hashCode(entropies);
+        }
     }
 
     /**
@@ -59,6 +74,17 @@ public record VeoResult(Map<String, Ranges> ranges, Terms initial, Terms last, L
         @Override
         public double[] weights() {
             return weights.clone();
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Epoch e && epoch == e.epoch && Arrays.equals(weights, e.weights) && terms.equals(e.terms)
+                    && Double.compare(lastLr, e.lastLr) == 0;
+        }
+
+        @Override
+        public int hashCode() {
+            return Objects.hash(epoch, terms, lastLr) * 31 + Arrays.hashCode(weights);
         }
     }
 
