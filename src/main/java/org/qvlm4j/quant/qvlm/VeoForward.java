@@ -1,6 +1,8 @@
 package org.qvlm4j.quant.qvlm;
 
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -72,7 +74,7 @@ public final class VeoForward implements TrainableLlava.Hook {
                 hi0[i] = Math.max(calibrated.hi()[i], 0f);
             }
             float[] one = new float[n];
-            java.util.Arrays.fill(one, 1f);
+            Arrays.fill(one, 1f);
             return new Bounds(site, spec, lo0, hi0, Tensor.param(site + ".alpha_lo", one.clone(), n),
                     Tensor.param(site + ".alpha_hi", one, n));
         }
@@ -171,7 +173,7 @@ public final class VeoForward implements TrainableLlava.Hook {
 
     /** The learnable sites in forward order. */
     public Map<String, Bounds> learnable() {
-        return java.util.Collections.unmodifiableMap(learnable);
+        return Collections.unmodifiableMap(learnable);
     }
 
     /** Every factor parameter (α_lo, α_hi per learnable site, in forward order). */

@@ -15,6 +15,7 @@ import org.qvlm4j.data.ScienceQaProblem;
 import org.qvlm4j.data.SynthBenchmark;
 import org.qvlm4j.data.WordLevelTokenizerBuilder;
 import org.qvlm4j.io.AtomicFiles;
+import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.io.image.ClipPreprocessConfig;
 import org.qvlm4j.io.image.PadMode;
 import org.qvlm4j.io.text.PromptTemplate;
@@ -85,7 +86,7 @@ class VeoRequestTest {
         try (CalibrationStats stats = calibrate(model, data, tmp.resolve("stats"))) {
             VeoResult r = VisualEncoderOptimizer.run(request(model, data, stats, cfg), null);
             int positions = (IMAGE_SIZE / PATCH) * (IMAGE_SIZE / PATCH) + 1;
-            int layers = org.qvlm4j.io.config.LlavaConfig.load(model).visionFeatureLayerIndex();
+            int layers = LlavaConfig.load(model).visionFeatureLayerIndex();
             assertEquals(6 * layers, r.ranges().size(), "six linears per encoder layer up to the feature layer");
             for (Map.Entry<String, Ranges> e : r.ranges().entrySet()) {
                 assertEquals(positions, e.getValue().size(), e.getKey());

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -110,7 +111,7 @@ class VisualEncoderOptimizerTest {
         for (VeoResult.Epoch e : first.epochs()) {
             double[] w = e.weights();
             assertEquals(model.config().textConfig().numHiddenLayers(), w.length);
-            assertEquals(1.0, java.util.Arrays.stream(w).sum(), 1e-12, "Jacobian weights sum to 1");
+            assertEquals(1.0, Arrays.stream(w).sum(), 1e-12, "Jacobian weights sum to 1");
             VeoResult.Terms t = e.terms();
             double ent = 0;
             for (int k = 0; k < w.length; k++) {
