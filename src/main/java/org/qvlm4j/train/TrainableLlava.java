@@ -49,6 +49,10 @@ import org.qvlm4j.tensor.Tensor;
  * nn.Embedding's padding_idx). Each tensor draws from its own {@link SplittableRandom} split off a
  * root seeded with the given seed, in parameter order, so the same seed gives the same bytes.
  *
+ * <p>A {@link Hook} sees, under the runtime's site names, every linear's weight and input and the
+ * residual stream around every layer, and may replace them: quantizer optimisation
+ * ({@code org.qvlm4j.quant.qvlm}) runs a fake-quantized forward of a {@link #frozen} model this way.
+ *
  * <p>Left out: dropout, attention masks and padding inside a sequence (one example per forward),
  * several images per prompt, multi-layer vision features.
  */
@@ -68,6 +72,34 @@ public final class TrainableLlava {
     private final LlavaConfig config;
     private final int padTokenId;
     private final Map<String, Tensor> params;
+
+    /**
+     * Observes and may replace tensors inside the forward pass, named as the inference runtime's
+     * {@link org.qvlm4j.model.ActivationTap} sites: linears by their runtime name
+     * ({@code vision.embeddings.patch_embedding}, {@code vision.layers.<i>.self_attn.q_proj},
+     * {@code vision.layers.<i>.mlp.fc1}, {@code projector.linear_1}, {@code llm.layers.<i>.mlp.down_proj},
+     * {@code lm_head}, ...), residual streams as {@code vision|llm.layers.<i>.in|out}. A fake-quantized
+     * forward replaces weights and linear inputs here; a loss reads hidden states here.
+     */
+    public interface Hook {
+        /** Changes nothing. */
+        Hook NONE = new Hook() { };
+
+        /** The weight (N, K) the linear multiplies by: w unless replaced (same shape). */
+        default Tensor weight(String linear, Tensor w) {
+            return w;
+        }
+
+        /** The input (T, K) the linear reads: x unless replaced (same shape). */
+        default Tensor input(Tape tape, String linear, Tensor x) {
+            return x;
+        }
+
+        /** The residual stream (T, D) entering ({@code .in}) or leaving ({@code .out}) a layer: h unless replaced. */
+        default Tensor residual(Tape tape, String site, Tensor h) {
+            return h;
+        }
+    }
 
     private TrainableLlava(LlavaConfig config, int padTokenId, Map<String, Tensor> params) {
         this.config = config;
@@ -256,8 +288,20 @@ public final class TrainableLlava {
      */
     public TrainableLlava replica() {
         Map<String, Tensor> copy = new LinkedHashMap<>();
-        for (Tensor p : params.values()) {
-            copy.put(p.name(), Tensor.param(p.name(), p.data(), p.shape()));
+        for (Map.Entry<String, Tensor> e : params.entrySet()) {
+            copy.put(e.getKey(), Tensor.param(e.getKey(), e.getValue().data(), e.getValue().shape()));
+        }
+        return new TrainableLlava(config, padTokenId, copy);
+    }
+
+    /**
+     * A model over the same weight arrays held as constants: its forward records no gradient for
+     * any weight, for optimising something else through the network (quantizer parameters).
+     */
+    public TrainableLlava frozen() {
+        Map<String, Tensor> copy = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : params.entrySet()) {
+            copy.put(e.getKey(), Tensor.of(e.getValue().data(), e.getValue().shape()));
         }
         return new TrainableLlava(config, padTokenId, copy);
     }
@@ -300,6 +344,11 @@ public final class TrainableLlava {
 
     /** Projected image features (F, D) for pixels (C, S, S). */
     public Tensor imageFeatures(Tape tape, float[] pixels) {
+        return imageFeatures(tape, pixels, Hook.NONE);
+    }
+
+    /** Projected image features (F, D) for pixels (C, S, S), with the hook applied. */
+    public Tensor imageFeatures(Tape tape, float[] pixels, Hook hook) {
         ClipVisionConfig v = config.visionConfig();
         int C = v.numChannels();
         int S = v.imageSize();
@@ -327,33 +376,41 @@ public final class TrainableLlava {
         }
         float eps = (float) v.layerNormEps();
         Tensor convW = Ops.reshape(tape, p(V + "embeddings.patch_embedding.weight"), D, patchLen); // (D, C*p*p)
-        Tensor patchEmb = Ops.linear(tape, Tensor.of(patches, P, patchLen), convW, null); // (P, D)
+        Tensor patchEmb = linear(tape, hook, "vision.embeddings.patch_embedding", Tensor.of(patches, P, patchLen), convW,
+                null); // (P, D)
         Tensor cls = Ops.reshape(tape, p(V + "embeddings.class_embedding"), 1, D); // (1, D)
         Tensor h = Ops.add(tape, Ops.concatRows(tape, cls, patchEmb), p(V + "embeddings.position_embedding.weight"));
         h = Ops.layerNorm(tape, h, p(V + "pre_layrnorm.weight"), p(V + "pre_layrnorm.bias"), eps); // (P+1, D)
         int layers = config.visionFeatureLayerIndex();
         for (int i = 0; i < layers; i++) {
             String l = VL + i + ".";
+            String r = "vision.layers." + i + ".";
+            h = hook.residual(tape, r + "in", h);
             Tensor x = Ops.layerNorm(tape, h, p(l + "layer_norm1.weight"), p(l + "layer_norm1.bias"), eps);
-            Tensor q = Ops.linear(tape, x, p(l + "self_attn.q_proj.weight"), p(l + "self_attn.q_proj.bias"));
-            Tensor k = Ops.linear(tape, x, p(l + "self_attn.k_proj.weight"), p(l + "self_attn.k_proj.bias"));
-            Tensor val = Ops.linear(tape, x, p(l + "self_attn.v_proj.weight"), p(l + "self_attn.v_proj.bias"));
+            Tensor q = lin(tape, hook, x, l, r, "self_attn.q_proj");
+            Tensor k = lin(tape, hook, x, l, r, "self_attn.k_proj");
+            Tensor val = lin(tape, hook, x, l, r, "self_attn.v_proj");
             int heads = v.numAttentionHeads();
             Tensor a = Ops.attention(tape, q, k, val, heads, heads, false); // (P+1, D)
-            h = Ops.add(tape, h, Ops.linear(tape, a, p(l + "self_attn.out_proj.weight"), p(l + "self_attn.out_proj.bias")));
+            h = Ops.add(tape, h, lin(tape, hook, a, l, r, "self_attn.out_proj"));
             x = Ops.layerNorm(tape, h, p(l + "layer_norm2.weight"), p(l + "layer_norm2.bias"), eps);
-            x = activation(tape, v.hiddenAct(), Ops.linear(tape, x, p(l + "mlp.fc1.weight"), p(l + "mlp.fc1.bias")));
-            h = Ops.add(tape, h, Ops.linear(tape, x, p(l + "mlp.fc2.weight"), p(l + "mlp.fc2.bias")));
+            x = activation(tape, v.hiddenAct(), lin(tape, hook, x, l, r, "mlp.fc1"));
+            h = Ops.add(tape, h, lin(tape, hook, x, l, r, "mlp.fc2"));
+            h = hook.residual(tape, r + "out", h);
         }
         Tensor selected = config.visionFeatureSelectStrategy() == LlavaConfig.FeatureSelectStrategy.DEFAULT
                 ? Ops.sliceRows(tape, h, 1, h.dim(0)) : h; // (F, Dv)
-        Tensor y = activation(tape, config.projectorHiddenAct(),
-                Ops.linear(tape, selected, p(M + "linear_1.weight"), optional(M + "linear_1.bias")));
-        return Ops.linear(tape, y, p(M + "linear_2.weight"), optional(M + "linear_2.bias")); // (F, D)
+        Tensor y = activation(tape, config.projectorHiddenAct(), lin(tape, hook, selected, M, "projector.", "linear_1"));
+        return lin(tape, hook, y, M, "projector.", "linear_2"); // (F, D)
     }
 
     /** Logits (T, V) for input ids with the image (pixels (C, S, S), or null without image tokens) spliced in. */
     public Tensor logits(Tape tape, int[] ids, float[] pixels) {
+        return logits(tape, ids, pixels, Hook.NONE);
+    }
+
+    /** Logits (T, V) as {@link #logits(Tape, int[], float[])}, with the hook applied. */
+    public Tensor logits(Tape tape, int[] ids, float[] pixels, Hook hook) {
         LlamaTextConfig t = config.textConfig();
         int imageToken = config.imageTokenIndex();
         int imageTokens = 0;
@@ -368,7 +425,7 @@ public final class TrainableLlava {
                 throw new IllegalArgumentException("input ids hold " + imageTokens + " image tokens (id " + imageToken
                         + "), expected " + config.imageSeqLength() + " to match the image features");
             }
-            features = imageFeatures(tape, pixels);
+            features = imageFeatures(tape, pixels, hook);
         } else if (imageTokens > 0) {
             throw new IllegalArgumentException("input ids hold " + imageTokens + " image tokens (id " + imageToken
                     + ") but no pixel values were given");
@@ -391,20 +448,23 @@ public final class TrainableLlava {
         int kvHeads = t.numKeyValueHeads();
         for (int i = 0; i < t.numHiddenLayers(); i++) {
             String l = L + "layers." + i + ".";
+            String r = "llm.layers." + i + ".";
+            h = hook.residual(tape, r + "in", h);
             Tensor x = Ops.rmsNorm(tape, h, p(l + "input_layernorm.weight"), eps);
-            Tensor q = Ops.rope(tape, lin(tape, x, l + "self_attn.q_proj"), heads, t.ropeTheta(), 0);
-            Tensor k = Ops.rope(tape, lin(tape, x, l + "self_attn.k_proj"), kvHeads, t.ropeTheta(), 0);
-            Tensor v = lin(tape, x, l + "self_attn.v_proj");
+            Tensor q = Ops.rope(tape, lin(tape, hook, x, l, r, "self_attn.q_proj"), heads, t.ropeTheta(), 0);
+            Tensor k = Ops.rope(tape, lin(tape, hook, x, l, r, "self_attn.k_proj"), kvHeads, t.ropeTheta(), 0);
+            Tensor v = lin(tape, hook, x, l, r, "self_attn.v_proj");
             Tensor a = Ops.attention(tape, q, k, v, heads, kvHeads, true); // (T, H*Hd)
-            h = Ops.add(tape, h, lin(tape, a, l + "self_attn.o_proj"));
+            h = Ops.add(tape, h, lin(tape, hook, a, l, r, "self_attn.o_proj"));
             x = Ops.rmsNorm(tape, h, p(l + "post_attention_layernorm.weight"), eps);
-            Tensor gate = activation(tape, t.hiddenAct(), lin(tape, x, l + "mlp.gate_proj"));
-            Tensor up = lin(tape, x, l + "mlp.up_proj");
-            h = Ops.add(tape, h, lin(tape, Ops.mul(tape, gate, up), l + "mlp.down_proj"));
+            Tensor gate = activation(tape, t.hiddenAct(), lin(tape, hook, x, l, r, "mlp.gate_proj"));
+            Tensor up = lin(tape, hook, x, l, r, "mlp.up_proj");
+            h = Ops.add(tape, h, lin(tape, hook, Ops.mul(tape, gate, up), l, r, "mlp.down_proj"));
+            h = hook.residual(tape, r + "out", h);
         }
         h = Ops.rmsNorm(tape, h, p(L + "norm.weight"), eps);
         Tensor head = config.tieWordEmbeddings() ? embed : p(LM_HEAD);
-        return Ops.linear(tape, h, head, null); // (T, V)
+        return linear(tape, hook, "lm_head", h, head, null); // (T, V)
     }
 
     /** Replaces, in order, the rows of image tokens by the image features (HF masked_scatter). */
@@ -427,8 +487,14 @@ public final class TrainableLlava {
         return Ops.concatRows(tape, parts.toArray(Tensor[]::new));
     }
 
-    private Tensor lin(Tape tape, Tensor x, String name) {
-        return Ops.linear(tape, x, p(name + ".weight"), optional(name + ".bias"));
+    /** The linear {@code hfPrefix + local} (runtime name {@code runtimePrefix + local}) applied to x through the hook. */
+    private Tensor lin(Tape tape, Hook hook, Tensor x, String hfPrefix, String runtimePrefix, String local) {
+        String name = hfPrefix + local;
+        return linear(tape, hook, runtimePrefix + local, x, p(name + ".weight"), optional(name + ".bias"));
+    }
+
+    private static Tensor linear(Tape tape, Hook hook, String runtimeName, Tensor x, Tensor w, Tensor b) {
+        return Ops.linear(tape, hook.input(tape, runtimeName, x), hook.weight(runtimeName, w), b);
     }
 
     private static Tensor activation(Tape tape, Activation act, Tensor x) {
@@ -465,9 +531,9 @@ public final class TrainableLlava {
     /** Writes the parameters alone as a float32 safetensors file. */
     public void writeWeights(Path file) {
         SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
-        for (Tensor t : params.values()) {
-            long[] shape = Arrays.stream(t.shape()).asLongStream().toArray();
-            w.addFloats(t.name(), DType.F32, shape, t.data());
+        for (Map.Entry<String, Tensor> e : params.entrySet()) {
+            long[] shape = Arrays.stream(e.getValue().shape()).asLongStream().toArray();
+            w.addFloats(e.getKey(), DType.F32, shape, e.getValue().data());
         }
         w.write(file);
     }
