@@ -79,7 +79,7 @@ public final class DependencyAnalysis {
         n.set("calibration_seed", stats.manifest().path("seed"));
         ArrayNode ids = n.putArray("samples");
         samples.forEach(s -> ids.add(s.id()));
-        return n;
+        return WorkDir.canonical(n);
     }
 
     /** Computes the dependency on the model as it is (floating point), prompt by prompt. */

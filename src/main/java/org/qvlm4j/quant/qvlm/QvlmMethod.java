@@ -471,8 +471,12 @@ public final class QvlmMethod implements QuantMethod {
             }
             boolean vision = l.name().startsWith("vision.") || l.name().startsWith("projector.");
             Ranges given = visionRanges.get(site);
-            out.put(site, given != null ? given
-                    : SiteRanges.of(stats, site, spec, vision ? config.visionPercentile() : 1.0));
+            if (given != null) {
+                out.put(site, given);
+            } else if (stats.sites().contains(site) || !vision) {
+                out.put(site, SiteRanges.of(stats, site, spec, vision ? config.visionPercentile() : 1.0));
+            }
+            // else: a vision layer past vision_feature_layer, which no forward runs and calibration never saw
         }
         for (String site : visionRanges.keySet()) {
             if (!out.containsKey(site)) {

@@ -40,7 +40,8 @@ final class WorkDir {
     }
 
     /** Opens (creating) dir for the run with this identity; an existing directory must belong to the same run. */
-    static WorkDir open(Path dir, JsonNode run) {
+    static WorkDir open(Path dir, JsonNode identity) {
+        JsonNode run = canonical(identity);
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
@@ -90,6 +91,15 @@ final class WorkDir {
     void saveBlock(int i, JsonNode n) {
         if (dir != null) {
             write(blockFile(i), n);
+        }
+    }
+
+    /** The tree as it reads back from its JSON text, so that numbers compare by value and not by node type. */
+    static JsonNode canonical(JsonNode n) {
+        try {
+            return JSON.readTree(JSON.writeValueAsBytes(n));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
         }
     }
 
