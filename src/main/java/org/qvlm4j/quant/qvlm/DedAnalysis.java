@@ -168,7 +168,7 @@ public final class DedAnalysis {
         }
     }
 
-    /** The CSV table: one header line, one row per prompt, numbers with 17 significant digits. */
+    /** The CSV table: one header line, one row per prompt, numbers in their shortest exact form. */
     static String table(Result r) {
         StringBuilder sb = new StringBuilder(
                 "sample,tokens,entropy,quant_error,error_layerwise,error_joint,ded,p_layerwise_k,p_layerwise_k1,p_joint_k,p_joint_k1\n");
@@ -177,7 +177,7 @@ public final class DedAnalysis {
             for (double v : new double[] {row.entropy(), row.quantError(), row.errorLayerwise(), row.errorJoint(), row.ded(),
                     row.percentilesLayerwise()[0], row.percentilesLayerwise()[1], row.percentilesJoint()[0],
                     row.percentilesJoint()[1]}) {
-                sb.append(',').append(String.format(Locale.ROOT, "%.17g", v));
+                sb.append(',').append(v);
             }
             sb.append('\n');
         }

@@ -34,6 +34,8 @@ import org.qvlm4j.quant.calib.CalibrationStats;
 public final class DependencyAnalysis {
     private static final Pattern LAYER_OUT = Pattern.compile("llm\\.layers\\.(\\d+)\\.out");
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** Seconds between progress lines. */
+    static final double PROGRESS_INTERVAL_S = 2.0;
 
     private DependencyAnalysis() {
     }
@@ -112,6 +114,7 @@ public final class DependencyAnalysis {
         long[] tokens = new long[n];
         List<String> ids = new ArrayList<>();
         ActivationTap previous = model.activationTap();
+        long lastReport = System.nanoTime();
         try {
             for (int s = 0; s < n; s++) {
                 CalibrationSamples.Sample sample = samples.get(s);
@@ -132,7 +135,11 @@ public final class DependencyAnalysis {
                 }
                 tokens[s] = sample.tokens();
                 ids.add(sample.id());
-                progress.accept(String.format(Locale.ROOT, "dependency: %d/%d prompts", s + 1, n));
+                long now = System.nanoTime();
+                if (s + 1 == n || (now - lastReport) / 1e9 >= PROGRESS_INTERVAL_S) {
+                    lastReport = now;
+                    progress.accept(String.format(Locale.ROOT, "dependency: %d/%d prompts", s + 1, n));
+                }
             }
         } finally {
             model.setActivationTap(previous);

@@ -280,6 +280,11 @@ public final class QvlmMethod implements QuantMethod {
                     : Partition.dp(pairs, config.maxDepth(), h0, config.grid().length);
         }
         work.save(WorkDir.PARTITION_FILE, partitionJson(partition, dep, h0));
+        if (dep != null) {
+            progress.accept(String.format(Locale.ROOT, "qvlm: %s D(k,k+1) = %s, h0 = %.4g", config.proxy().name()
+                    .toLowerCase(Locale.ROOT), Arrays.stream(dep.pairs(config.proxy()))
+                    .mapToObj(d -> String.format(Locale.ROOT, "%.4g", d)).toList(), h0));
+        }
         progress.accept("qvlm: partition " + partition.describe());
 
         List<BlockResult> results = new ArrayList<>();
