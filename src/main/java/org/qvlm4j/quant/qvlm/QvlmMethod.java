@@ -260,13 +260,14 @@ public final class QvlmMethod implements QuantMethod {
     @Override
     public QuantResult apply(LlavaModel model, QuantPlan plan, CalibrationStats stats) {
         int layers = model.config().textConfig().numHiddenLayers();
-        List<CalibrationSamples.Sample> all = source.load(model, stats);
+        OptionalInt bits = llmInputBits(plan, layers);
+        // a weight-only plan has nothing to search and needs no prompts
+        List<CalibrationSamples.Sample> all = bits.isPresent() ? source.load(model, stats) : List.of();
         List<CalibrationSamples.Sample> searchSet = CalibrationSamples.subset(all, config.searchSamples(), config.seed());
         Map<String, WeightMatrix> qWeights = quantizeWeights(model, plan);
         Map<String, Ranges> ranges = fixedRanges(model, plan, stats);
         WorkDir work = workDir == null ? WorkDir.none() : WorkDir.open(workDir, runIdentity(plan, stats, all, searchSet));
 
-        OptionalInt bits = llmInputBits(plan, layers);
         Dependency dep = null;
         double h0 = Double.NaN;
         Partition partition = Partition.singletons(layers);

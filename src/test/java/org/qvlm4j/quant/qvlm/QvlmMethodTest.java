@@ -2,6 +2,7 @@ package org.qvlm4j.quant.qvlm;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -228,7 +229,7 @@ class QvlmMethodTest {
                 Map.of(), log::add).stopAfterBlocks(1);
         assertThrows(QvlmMethod.Stopped.class, () -> killed.searchOnly(fx.model, fx.stats, tmp.resolve("out-killed"), plan));
         assertTrue(Files.exists(work.resolve("block-0000.json")));
-        assertTrue(!Files.exists(work.resolve("block-0001.json")));
+        assertFalse(Files.exists(work.resolve("block-0001.json")));
 
         log.clear();
         new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), work, Map.of(), log::add)
@@ -259,8 +260,10 @@ class QvlmMethodTest {
     void weightOnlyPlanSkipsTheSearch() {
         QuantPlan plan = QuantPlan.preset(QuantPreset.W4A16);
         try (LlavaModel m = fx.load(); LlavaModel rtnModel = fx.load(); CalibrationStats st = fx.loadStats()) {
-            QvlmMethod q = new QvlmMethod(config(true, 3, 1.0), CalibrationSamples.fromStats(fx.model, null), null,
-                    Map.of(), null);
+            CalibrationSamples.Source unused = (model, stats) -> {
+                throw new AssertionError("a weight-only plan needs no calibration prompts");
+            };
+            QvlmMethod q = new QvlmMethod(config(true, 3, 1.0), unused, null, Map.of(), null);
             QuantResult r = q.apply(m, plan, st);
             assertNull(r.tap());
             assertTrue(q.summary().blocks().isEmpty());
