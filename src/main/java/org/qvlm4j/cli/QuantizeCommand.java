@@ -23,6 +23,7 @@ import org.qvlm4j.quant.methods.QuantMethod;
 import org.qvlm4j.quant.methods.Rtn;
 import org.qvlm4j.quant.methods.SmoothQuant;
 import org.qvlm4j.quant.methods.ZeroQuantV2;
+import org.qvlm4j.quant.qvlm.QvlmMethod;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -56,7 +57,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     Path modelDir;
 
     @Option(names = "--method", required = true, paramLabel = "NAME",
-            description = "rtn, smoothquant, awq, gptq, nf4 or zeroquant-v2.")
+            description = "rtn, smoothquant, awq, gptq, nf4, zeroquant-v2 or qvlm.")
     String method;
 
     @Option(names = "--wbits", required = true, paramLabel = "W", description = "Weight bits (4, 6 or 8; 4 for nf4).")
@@ -85,15 +86,30 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "Checkpoint directory to create (must not exist).")
     Path out;
 
+    // Q-VLM (--method qvlm): its options and the plan and output it changes.
+    @CommandLine.Mixin
+    QvlmOptions qvlm;
+
     @Override
     public Integer call() {
         PrintWriter err = spec.commandLine().getErr();
         PrintWriter stdout = spec.commandLine().getOut();
         try {
-            QuantMethod m = method(method, doubleQuant);
+            QuantMethod m = method.equalsIgnoreCase(QvlmMethod.NAME) ? qvlm.method(modelDir, err) : method(method, doubleQuant);
             QuantPlan plan = plan(m.name(), wbits, abits, group, doubleQuant, LlavaConfig.load(modelDir));
             if (override != null) {
                 plan = plan.toBuilder().override(override).build();
+            }
+            if (m instanceof QvlmMethod q) {
+                plan = QvlmMethod.paperPlan(plan, q.config().visionPercentile());
+                if (qvlm.searchOnly) {
+                    long t0 = System.nanoTime();
+                    QvlmMethod.Summary s = q.searchOnly(modelDir, stats, out, plan);
+                    stdout.printf(Locale.ROOT, "qvlm: %s, %d blocks, final-layer MSE %.4g, %.1f s; wrote %s%n",
+                            s.partition().describe(), s.blocks().size(), s.finalMse(), (System.nanoTime() - t0) / 1e9, out);
+                    stdout.flush();
+                    return 0;
+                }
             }
             QuantizedExport.Summary s = QuantizedExport.run(new QuantizedExport.Request(modelDir, stats, out, m, plan));
             stdout.printf(Locale.ROOT, "%s: %d packed linears, %d bytes (F32: %d, ratio %.3f), %d bytes of F32 extras; "
@@ -122,8 +138,8 @@ public final class QuantizeCommand implements Callable<Integer> {
             case "gptq" -> new Gptq(Gptq.Config.DEFAULT);
             case "nf4" -> new Nf4Weights(new Nf4Weights.Config(QuantSpec.NF4_BLOCK, doubleQuant));
             case "zeroquant-v2" -> new ZeroQuantV2(ZeroQuantV2.Config.DEFAULT);
-            default -> throw new IllegalArgumentException("--method: expected rtn, smoothquant, awq, gptq, nf4 or "
-                    + "zeroquant-v2, got '" + name + "'");
+            default -> throw new IllegalArgumentException("--method: expected rtn, smoothquant, awq, gptq, nf4, "
+                    + "zeroquant-v2 or qvlm, got '" + name + "'");
         };
     }
 

@@ -53,16 +53,59 @@ public final class LlamaModel {
     void forward(float[] h, int T, KvCache cache, LlamaScratch s, ActivationTap tap) {
         cache.checkRoom(T);
         int pos0 = cache.length();
-        s.ensure(T, pos0 + T);
-        int half = cfg.headDim() / 2;
-        for (int t = 0; t < T; t++) {
-            Ops.ropeAngles(invFreq, pos0 + t, s.cos, s.sin, t * half);
-        }
+        prepare(s, T, pos0);
         for (LlamaDecoderLayer layer : layers) {
             layer.forward(h, T, pos0, cache, s, tap);
         }
         cache.advance(T);
         Ops.rmsNorm(h, h, T, cfg.hiddenSize(), norm, cfg.rmsNormEps());
+    }
+
+    private void prepare(LlamaScratch s, int T, int pos0) {
+        s.ensure(T, pos0 + T);
+        int half = cfg.headDim() / 2;
+        for (int t = 0; t < T; t++) {
+            Ops.ropeAngles(invFreq, pos0 + t, s.cos, s.sin, t * half);
+        }
+    }
+
+    /** A {@link LayerRunner} for prompts of up to capacity tokens. */
+    public LayerRunner layerRunner(int capacity) {
+        return new LayerRunner(capacity);
+    }
+
+    /**
+     * Re-runs a range of decoder layers on stored hidden states, as a prefill of positions 0 .. T-1:
+     * what a block-wise quantization search needs to evaluate a few layers many times without the
+     * rest of the model. Buffers are reused between calls; one runner per thread.
+     */
+    public final class LayerRunner {
+        private final LlamaScratch scratch = new LlamaScratch(cfg);
+        private final KvCache cache;
+
+        private LayerRunner(int capacity) {
+            cache = KvCache.sharedAcrossLayers(cfg.numHiddenLayers(), capacity,
+                    cfg.numKeyValueHeads() * cfg.headDim());
+        }
+
+        /**
+         * Updates h (T, D), the input of layer from, in place to the output of layer to - 1 (no final
+         * norm), with the tap seeing the layers' sites as in a full forward.
+         */
+        public void run(float[] h, int T, int from, int to, ActivationTap tap) {
+            if (from < 0 || to > layers.size() || from >= to) {
+                throw new IllegalArgumentException("decoder layers [" + from + ", " + to + ") are not a non-empty range of 0 .. "
+                        + layers.size());
+            }
+            if (T < 1 || T > cache.capacity() || h.length < T * cfg.hiddenSize()) {
+                throw new IllegalArgumentException("hidden states of " + T + " tokens (" + h.length + " floats) do not fit "
+                        + "a runner for up to " + cache.capacity() + " tokens of width " + cfg.hiddenSize());
+            }
+            prepare(scratch, T, 0);
+            for (int i = from; i < to; i++) {
+                layers.get(i).forward(h, T, 0, cache, scratch, tap);
+            }
+        }
     }
 
     /** logits (T, V) = lm_head(hidden (T, D)). */

@@ -44,6 +44,8 @@ import org.qvlm4j.model.LlavaModel;
  * {@code position_min}, {@code position_max} F32 (rows).
  *
  * <p>{@link #load} validates the layout; {@link #checkModel} refuses statistics of another model.
+ * Results derived from the statistics may be cached beside the two files under the
+ * {@value #DERIVED_PREFIX} prefix; replacing the directory removes them with it.
  */
 public final class CalibrationStats implements AutoCloseable {
     public static final String TENSORS_FILE = "stats.safetensors";
@@ -53,6 +55,11 @@ public final class CalibrationStats implements AutoCloseable {
     /** Name of the percentile grid tensor (F64 (G)). */
     public static final String PERCENTILES = "percentiles";
     static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    /**
+     * Name prefix of results derived from these statistics and cached in the same directory (such
+     * as Q-VLM's cross-layer dependency); they count as part of the directory when it is replaced.
+     */
+    public static final String DERIVED_PREFIX = "dependency";
 
     private final Path dir;
     private final JsonNode manifest;
@@ -67,7 +74,7 @@ public final class CalibrationStats implements AutoCloseable {
     /**
      * Writes the statistics and the manifest (to which the per-site summary is added) to out.
      * An existing out is refused unless overwrite, and even then only when it is a statistics
-     * directory (holding nothing but this format's two files).
+     * directory (holding nothing but this format's two files and cached derived results).
      */
     public static void write(Path out, ObjectNode manifest, Map<String, SiteStats> stats, double[] grid,
                              boolean overwrite) {
@@ -130,22 +137,33 @@ public final class CalibrationStats implements AutoCloseable {
         }
         if (!Files.isDirectory(out) || !isStatsDirectory(out)) {
             throw new IllegalArgumentException(out + ": exists and is not a calibration statistics directory (expected only "
-                    + TENSORS_FILE + " and " + MANIFEST_FILE + "); refusing to replace it");
+                    + TENSORS_FILE + ", " + MANIFEST_FILE + " and " + DERIVED_PREFIX + "*.json); refusing to replace it");
         }
     }
 
     private static boolean isStatsDirectory(Path dir) {
         try (Stream<Path> s = Files.list(dir)) {
-            return s.allMatch(p -> p.getFileName().toString().equals(TENSORS_FILE)
-                    || p.getFileName().toString().equals(MANIFEST_FILE));
+            return s.allMatch(p -> isStatsFile(p.getFileName().toString()));
         } catch (IOException e) {
             return false;
         }
     }
 
+    /** The two files of the format, and derived results cached beside them ({@value #DERIVED_PREFIX}*.json). */
+    private static boolean isStatsFile(String name) {
+        return name.equals(TENSORS_FILE) || name.equals(MANIFEST_FILE)
+                || (name.startsWith(DERIVED_PREFIX) && name.endsWith(".json"))
+                || (name.startsWith("." + DERIVED_PREFIX) && name.endsWith(".tmp"));
+    }
+
     private static void deleteStatsDirectory(Path dir) throws IOException {
-        Files.deleteIfExists(dir.resolve(TENSORS_FILE));
-        Files.deleteIfExists(dir.resolve(MANIFEST_FILE));
+        try (Stream<Path> s = Files.list(dir)) {
+            for (Path p : s.toList()) {
+                if (isStatsFile(p.getFileName().toString())) {
+                    Files.deleteIfExists(p);
+                }
+            }
+        }
         Files.deleteIfExists(dir);
     }
 

@@ -50,7 +50,10 @@ public final class Calibrator {
     public static final int HISTOGRAM_BINS = 4096;
     /** Smallest percentile of the grid; the exact channel tails are sized for it. */
     public static final double MIN_PERCENTILE = 0.98;
-    /** The percentile grid: 0.980, 0.982, ..., 1.000 (Q-VLM's search range). */
+    /**
+     * The percentile grid: 0.980, 0.981, ..., 1.000, Q-VLM's search range at a step that holds its
+     * 0.005-spaced candidates.
+     */
     public static final double[] PERCENTILE_GRID = grid();
     /** Part of the JVM's maximum heap the planned statistics may take. */
     static final double HEAP_FRACTION = 0.8;
@@ -275,14 +278,15 @@ public final class Calibrator {
     }
 
     private static double[] grid() {
-        double[] g = new double[11];
+        double[] g = new double[21];
         for (int i = 0; i < g.length; i++) {
-            g[i] = (980 + 2 * i) / 1000.0;
+            g[i] = (980 + i) / 1000.0;
         }
         return g;
     }
 
-    private static String sha256(Path f) {
+    /** Hex SHA-256 of a file's bytes, as the manifest records the data files. */
+    public static String sha256(Path f) {
         try {
             return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(f)));
         } catch (IOException e) {

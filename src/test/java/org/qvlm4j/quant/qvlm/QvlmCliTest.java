@@ -1,0 +1,117 @@
+package org.qvlm4j.quant.qvlm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.awt.image.BufferedImage;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import javax.imageio.ImageIO;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.qvlm4j.cli.Main;
+import org.qvlm4j.io.safetensors.SafeTensors;
+import org.qvlm4j.model.QuantizedLayouts;
+
+/** {@code quantize --method qvlm} and {@code analyze} through the CLI on the five-layer fixture. */
+class QvlmCliTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    static Path tmp;
+    static QvlmFixture fx;
+
+    private record Run(int code, String out, String err) {
+    }
+
+    @BeforeAll
+    static void setUp() {
+        fx = QvlmFixture.shared();
+    }
+
+    private static Run run(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        int code = Main.run(args, new PrintWriter(out, true), new PrintWriter(err, true));
+        return new Run(code, out.toString(), err.toString());
+    }
+
+    @Test
+    void searchOnlyWritesRangesAndReport() throws Exception {
+        Path out = tmp.resolve("search");
+        Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.99", "--partition", "dp", "--search-only",
+                "--work", tmp.resolve("work").toString(), "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().startsWith("qvlm: dp "), r.out());
+        assertTrue(r.err().contains("qvlm: block 1/"), r.err());
+        JsonNode result = JSON.readTree(out.resolve(QvlmMethod.RESULT_FILE).toFile());
+        assertTrue(result.get("final_mse").asDouble() > 0);
+        assertEquals("DP", result.get("config").get("partition").asText());
+        int layers = 0;
+        for (JsonNode b : result.get("blocks")) {
+            layers += b.get("last").asInt() - b.get("first").asInt() + 1;
+        }
+        assertEquals(QvlmFixture.TEXT_LAYERS, layers);
+        try (SafeTensors st = SafeTensors.open(out.resolve(QvlmMethod.RANGES_FILE))) {
+            assertEquals(16, st.get("llm.layers.4.self_attn.q_proj.in.lo").numel());
+            assertEquals(32, st.get("llm.layers.4.mlp.down_proj.in.hi").numel());
+        }
+        assertTrue(Files.isRegularFile(tmp.resolve("work").resolve("partition.json")));
+    }
+
+    @Test
+    void weightOnlyQvlmGoesThroughThePackedExport() throws Exception {
+        Path out = tmp.resolve("ckpt");
+        Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertEquals("qvlm", JSON.readTree(out.resolve(QuantizedLayouts.FILE).toFile()).get("method").asText());
+    }
+
+    @Test
+    void analyzeWritesTableSummaryAndPlot() throws Exception {
+        Path out = tmp.resolve("analysis");
+        Run r = run("analyze", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--layer", "1",
+                "--p-grid", "1,0.99,0.98", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("layers 1,2 over " + QvlmFixture.CALIB_SAMPLES + " prompts"), r.out());
+        List<String> lines = Files.readAllLines(out.resolve(DedAnalysis.TABLE_FILE));
+        assertEquals(QvlmFixture.CALIB_SAMPLES + 1, lines.size());
+        for (String line : lines.subList(1, lines.size())) {
+            String[] f = line.split(",");
+            double errLw = Double.parseDouble(f[4]);
+            double errJoint = Double.parseDouble(f[5]);
+            assertTrue(errJoint <= errLw, line);
+            assertEquals(errLw - errJoint, Double.parseDouble(f[6]), 0.0, line);
+            assertTrue(Double.parseDouble(f[2]) > 0, line);
+        }
+        JsonNode summary = JSON.readTree(out.resolve(DedAnalysis.SUMMARY_FILE).toFile());
+        assertEquals(1, summary.get("layer").asInt());
+        assertTrue(summary.get("entropy").has("r2") && summary.get("quant_error").has("r2"));
+        BufferedImage png = ImageIO.read(out.resolve(DedAnalysis.PLOT_FILE).toFile());
+        assertEquals(2 * ScatterPlot.PANEL_WIDTH, png.getWidth());
+        assertEquals(ScatterPlot.HEIGHT, png.getHeight());
+    }
+
+    @Test
+    void badOptionsExitWithCode2() {
+        Run r = run("analyze", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--layer",
+                String.valueOf(QvlmFixture.TEXT_LAYERS - 1), "--out", tmp.resolve("bad").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--layer " + (QvlmFixture.TEXT_LAYERS - 1)), r.err());
+        assertFalse(Files.exists(tmp.resolve("bad")));
+        r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--abits", "4", "--partition", "best", "--search-only", "--out",
+                tmp.resolve("bad2").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--partition: expected greedy or dp, got 'best'"), r.err());
+    }
+}
