@@ -83,7 +83,8 @@ public final class AnalyzeCommand implements Callable<Integer> {
                         + temperature + "'");
             };
             double[] grid = QvlmMethod.candidateGrid(pGrid);
-            QuantPlan plan = QvlmMethod.paperPlan(QuantizeCommand.plan(QvlmMethod.NAME, wbits, abits, 0), 1.0);
+            QuantPlan plan = QvlmMethod.paperPlan(QuantizeCommand.plan(QvlmMethod.NAME, wbits, abits, 0, false,
+                    org.qvlm4j.io.config.LlavaConfig.load(modelDir)), 1.0);
             Dependency.Settings settings = new Dependency.Settings(abits, mode, Dependency.Settings.DEFAULT_TAU,
                     SoftAssignment.DEFAULT_TAIL);
             long t0 = System.nanoTime();
