@@ -154,6 +154,11 @@ public final class TrainCommand implements Callable<Integer> {
                     + "(default: ${DEFAULT-VALUE}).")
     boolean promptLoss;
 
+    @Option(names = "--init", paramLabel = "DIR", description = "Start from this model's weights (a train output or one of its "
+            + "checkpoints) instead of a random initialisation; its config.json sets the shape (the shape options are ignored) "
+            + "and its tokenizer is used unless --tokenizer is given.")
+    Path init;
+
     @Option(names = "--resume", description = "Continue from the latest checkpoint in OUT/checkpoints.")
     boolean resume;
 
@@ -180,6 +185,16 @@ public final class TrainCommand implements Callable<Integer> {
                 || !Files.isRegularFile(tokenizerDir.resolve(LlavaTokenizer.TOKENIZER_FILE)))) {
             throw new IllegalArgumentException("--tokenizer " + tokenizerDir + ": expected a directory with "
                     + LlavaTokenizer.TOKENIZER_FILE);
+        }
+        if (init != null) {
+            if (!Files.isRegularFile(init.resolve("config.json")) || !Files.isRegularFile(init.resolve("model.safetensors"))) {
+                throw new IllegalArgumentException("--init " + init + ": expected a model directory with config.json and "
+                        + "model.safetensors");
+            }
+            if (tokenizerDir == null) {
+                tokenizerDir = init;
+            }
+            imageSize = LlavaConfig.load(init).visionConfig().imageSize();
         }
         if (!resume && isNonEmptyDirectory(out)) {
             throw new IllegalArgumentException("--out " + out + ": directory exists and is not empty; choose a new directory "
@@ -242,7 +257,12 @@ public final class TrainCommand implements Callable<Integer> {
             }
             ModelShape shape = new ModelShape(imageSize, patch, visionHidden, visionLayers, visionHidden / headDim,
                     textHidden, layers, textHidden / headDim, kvHeads == 0 ? textHidden / headDim : kvHeads, MAX_POSITIONS);
-            cfg = shape.toConfig(tok.vocabSize(), tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER), tok.bosId(), tok.eosId());
+            cfg = init != null ? LlavaConfig.load(init)
+                    : shape.toConfig(tok.vocabSize(), tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER), tok.bosId(), tok.eosId());
+            if (cfg.textConfig().vocabSize() != tok.vocabSize()) {
+                throw new IllegalArgumentException(init.resolve("config.json") + ": key text_config.vocab_size: expected "
+                        + tok.vocabSize() + " (the tokenizer's), got " + cfg.textConfig().vocabSize());
+            }
             padId = tok.padId() >= 0 && tok.padId() < tok.vocabSize() ? tok.padId() : TrainableLlava.NO_PAD;
             ExampleEncoder encoder = new QcmExampleEncoder(tok, cfg, new ClipImageProcessor(pre, PadMode.NONE), style)
                     .supervisePrompt(promptLoss);
@@ -261,7 +281,7 @@ public final class TrainCommand implements Callable<Integer> {
             maxLen = Math.max(maxLen, ex.length());
             withImage += ex.pixels() != null ? 1 : 0;
         }
-        TrainableLlava model = TrainableLlava.initialize(cfg, padId, seed);
+        TrainableLlava model = init != null ? TrainableLlava.load(init) : TrainableLlava.initialize(cfg, padId, seed);
         Path ckptDir = out.resolve(CHECKPOINTS);
         Trainer trainer = new Trainer(model, examples, options, ckptDir);
         err.printf(Locale.ROOT, "train: %d examples (%d with an image), %.1f tokens on average, longest %d; %,d parameters; "
@@ -309,6 +329,9 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("seed", seed);
         m.put("data", data.toAbsolutePath().normalize().toString());
         m.put("split", split);
+        if (init != null) {
+            m.put("init", init.toAbsolutePath().normalize().toString());
+        }
         m.put("answer_style", answerStyle);
         m.put("prompt_loss", promptLoss);
         m.put("examples", examples);

@@ -209,6 +209,31 @@ class TrainCommandTest {
     }
 
     @Test
+    void initStartsFromAModelsWeightsWithItsShapeAndTokenizer() throws Exception {
+        Path frozen = shared.resolve("init-tiny-lr");
+        Result r = run("--data", data.toString(), "--out", frozen.toString(), "--init", straight.toString(), "--seed", "5",
+                "--text-hidden", "64", "--epochs", "1", "--limit", "4", "--batch", "4", "--lr", "1e-30", "--weight-decay", "0");
+        assertEquals(0, r.code, r.err);
+        assertArrayEquals(Files.readAllBytes(straight.resolve("model.safetensors")),
+                Files.readAllBytes(frozen.resolve("model.safetensors")), "a step far below float resolution keeps the initial weights");
+        assertArrayEquals(Files.readAllBytes(straight.resolve("tokenizer.json")), Files.readAllBytes(frozen.resolve("tokenizer.json")));
+
+        Path moved = shared.resolve("init-lr");
+        assertEquals(0, run("--data", data.toString(), "--out", moved.toString(), "--init", straight.toString(), "--seed", "5",
+                "--epochs", "1", "--limit", "4", "--batch", "4", "--lr", "1e-2").code);
+        TrainableLlava a = TrainableLlava.load(straight);
+        TrainableLlava b = TrainableLlava.load(moved);
+        assertEquals(a.parameterCount(), b.parameterCount());
+        assertTrue(!java.util.Arrays.equals(Files.readAllBytes(straight.resolve("model.safetensors")),
+                Files.readAllBytes(moved.resolve("model.safetensors"))), "a step at lr 1e-2 moves the weights");
+
+        Result bad = run("--data", data.toString(), "--out", shared.resolve("init-bad").toString(), "--init",
+                data.toString(), "--seed", "5");
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, bad.code);
+        assertTrue(bad.err.contains("--init " + data) && bad.err.contains("config.json"), bad.err);
+    }
+
+    @Test
     void badInputsAreRefusedWithClearMessages() throws Exception {
         Path missing = shared.resolve("no-such-data");
         Result r = run("--data", missing.toString(), "--out", shared.resolve("x").toString(), "--tokenizer",
