@@ -64,7 +64,8 @@ import org.qvlm4j.quant.methods.QuantResult;
  *       of W·diag(s));</li>
  *   <li>the plan's input quantization, read off the method's activation tap (spec per linear,
  *       static ranges as calibrated and divided by s): per-tensor ranges, scale and zero point in
- *       the config, per-channel ranges as {@code <prefix>.act_range} (F32 (2, K)); each linear runs
+ *       the config, per-channel ranges as {@code <prefix>.act_range} (F32 (2, K)), per-token-position
+ *       ranges likewise (F32 (2, positions), with the position count in the config); each linear runs
  *       integer codes times packed weights where the kernels allow it (symmetric 8/4-bit inputs per
  *       token, tensor or group) and fake quantization otherwise, and the config says which and why.</li>
  * </ul>
@@ -409,8 +410,8 @@ public final class QuantizedExport {
                 } else {
                     fake++;
                 }
-                if (!e.quantizer().spec().dynamic() && e.inputSpec().granularity() == QuantSpec.Granularity.PER_CHANNEL) {
-                    extra += 8L * e.k();
+                if (rangeTensor(e.quantizer())) {
+                    extra += 8L * e.quantizer().staticLo().length;
                 }
             }
         }
@@ -492,8 +493,11 @@ public final class QuantizedExport {
         }
         if (!s.dynamic()) {
             ObjectNode st = o.putObject("static");
-            if (s.granularity() == InputQuantizer.Granularity.PER_CHANNEL) {
+            if (rangeTensor(q)) {
                 st.put("ranges_tensor", QuantizedLayouts.RANGES_TENSOR);
+                if (s.granularity() == InputQuantizer.Granularity.PER_TOKEN) {
+                    st.put("positions", q.staticLo().length);
+                }
             } else {
                 st.putArray("range").add(q.staticLo()[0]).add(q.staticHi()[0]);
                 st.put("scale", q.staticScales()[0]);
@@ -580,12 +584,20 @@ public final class QuantizedExport {
             w.addFloats(base + LlavaWeights.INPUT_SCALE, DType.F32, new long[] {x.k()}, x.inputScale());
         }
         InputQuantizer q = x.quantizer();
-        if (q != null && !q.spec().dynamic() && q.spec().granularity() == InputQuantizer.Granularity.PER_CHANNEL) {
-            float[] range = new float[2 * x.k()]; // (2, K): lo, hi
-            System.arraycopy(q.staticLo(), 0, range, 0, x.k());
-            System.arraycopy(q.staticHi(), 0, range, x.k(), x.k());
-            w.addFloats(base + LlavaWeights.ACT_RANGE, DType.F32, new long[] {2, x.k()}, range);
+        if (q != null && rangeTensor(q)) {
+            int n = q.staticLo().length;
+            float[] range = new float[2 * n]; // (2, K) or (2, positions): lo, hi
+            System.arraycopy(q.staticLo(), 0, range, 0, n);
+            System.arraycopy(q.staticHi(), 0, range, n, n);
+            w.addFloats(base + LlavaWeights.ACT_RANGE, DType.F32, new long[] {2, n}, range);
         }
+    }
+
+    /** Whether a quantizer's static ranges go into the {@code .act_range} tensor (per channel or token position). */
+    private static boolean rangeTensor(InputQuantizer q) {
+        InputQuantizer.Granularity g = q.spec().granularity();
+        return !q.spec().dynamic() && (g == InputQuantizer.Granularity.PER_CHANNEL
+                || g == InputQuantizer.Granularity.PER_TOKEN);
     }
 
     private static void deleteTree(Path dir, Exception cause) {
