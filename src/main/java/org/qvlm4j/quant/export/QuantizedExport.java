@@ -103,9 +103,12 @@ public final class QuantizedExport {
     public record Summary(Path out, int packedLinears, long packedBytes, long f32Bytes, long extraBytes,
                           int integerInputs, int fakeInputs, int foldedScales, int runtimeScales, int lowRankLinears) {}
 
-    /** A step run after the tensors are written and before the rename (tests inject failures here). */
+    /**
+     * A step run after the tensors are written and before the rename, on the temporary directory:
+     * files a method adds beside the checkpoint (a report), or a test's injected failure.
+     */
     @FunctionalInterface
-    interface BeforeRename {
+    public interface BeforeRename {
         void run(Path tmpDir) throws IOException;
     }
 
@@ -125,7 +128,8 @@ public final class QuantizedExport {
         return run(r, tmp -> { });
     }
 
-    static Summary run(Request r, BeforeRename hook) {
+    /** As {@link #run(Request)}, with hook run on the temporary directory just before the rename. */
+    public static Summary run(Request r, BeforeRename hook) {
         Path out = r.out().toAbsolutePath().normalize();
         if (Files.exists(out)) {
             throw new IllegalArgumentException("--out " + out + ": already exists; refusing to overwrite it");

@@ -47,12 +47,12 @@ class QvlmCliTest {
     void searchOnlyWritesRangesAndReport() throws Exception {
         Path out = tmp.resolve("search");
         Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
-                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.99", "--partition", "dp", "--search-only",
+                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.99", "--partition", "dp", "--no-veo", "--search-only",
                 "--work", tmp.resolve("work").toString(), "--out", out.toString());
         assertEquals(0, r.code(), r.err());
-        assertTrue(r.out().startsWith("qvlm: dp "), r.out());
+        assertTrue(r.out().startsWith("qvlm +cdm: dp "), r.out());
         assertTrue(r.err().contains("qvlm: block 1/"), r.err());
-        JsonNode result = JSON.readTree(out.resolve(QvlmMethod.RESULT_FILE).toFile());
+        JsonNode result = JSON.readTree(out.resolve(QvlmMethod.REPORT_FILE).toFile());
         assertTrue(result.get("final_mse").asDouble() > 0);
         assertEquals("DP", result.get("config").get("partition").asText());
         int layers = 0;
