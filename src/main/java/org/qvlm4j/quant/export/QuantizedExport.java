@@ -75,6 +75,9 @@ import org.qvlm4j.quant.methods.QuantResult;
  * tokenizer and preprocessor files are copied. Everything is written into a temporary sibling
  * directory that is renamed at the end.
  *
+ * <p>A vision layer past the projector's feature layer, which no forward runs, keeps a floating-point
+ * input when the method gives it no static range.
+ *
  * <p>Left out (refused with a message): percentile-clipped input specs (the runtime clips by a
  * ratio only), quantizing the patch embedding, the embeddings or a tied lm_head (not linears of
  * their own in the runtime), activation taps other than the library's scaling and fake-quantization
@@ -155,7 +158,8 @@ public final class QuantizedExport {
             TapParts tap = TapParts.of(res, r.plan());
             Map<String, Exported> linears = new LinkedHashMap<>();
             for (Linear l : model.linears()) {
-                Exported e = export(l, res, r.plan(), tap, sourceByName, changedNorms);
+                Exported e = export(l, res, r.plan(), tap, sourceByName, changedNorms,
+                        neverRun(l.name(), model.config().visionFeatureLayerIndex()));
                 if (e.touched()) {
                     checkLoadable(l, model);
                     linears.put(l.name(), e);
@@ -231,8 +235,20 @@ public final class QuantizedExport {
         }
     }
 
+    /**
+     * Whether the forward never runs linear: a vision layer at or past the layer whose hidden state the
+     * projector reads (so calibration saw no input there).
+     */
+    private static boolean neverRun(String linear, int visionFeatureLayers) {
+        if (!linear.startsWith("vision.layers.")) {
+            return false;
+        }
+        String rest = linear.substring("vision.layers.".length());
+        return Integer.parseInt(rest.substring(0, rest.indexOf('.'))) >= visionFeatureLayers;
+    }
+
     private static Exported export(Linear l, QuantResult res, QuantPlan plan, TapParts tap,
-                                   Map<String, TensorEntry> source, Map<String, float[]> changedNorms) {
+                                   Map<String, TensorEntry> source, Map<String, float[]> changedNorms, boolean neverRun) {
         String name = l.name();
         int n = l.outFeatures();
         int k = l.inFeatures();
@@ -286,6 +302,10 @@ public final class QuantizedExport {
             }
         }
         QuantSpec ispec = lq.input();
+        if (ispec != null && !ispec.dynamic() && neverRun && tap.quant() != null
+                && !tap.quant().staticRanges().containsKey(name + ".in")) {
+            ispec = null; // no static range exists for a linear no forward runs, and none is needed
+        }
         InputQuantizer quantizer = null;
         String reason = null;
         if (ispec != null) {
