@@ -40,7 +40,10 @@ import picocli.CommandLine.Option;
  * {@code --override} changes categories with the plan grammar (e.g. symmetric per-token inputs,
  * which run as integer codes times packed weights). nf4 uses NF4 blocks of 64 (or --group),
  * a whole row as one block where the row length is not a multiple of the block, and optionally
- * double quantization. Exit code 2 for bad options or inputs, including what the export refuses
+ * double quantization. {@code --method qvlm} makes the vision and projector inputs static per
+ * token position, runs Q-VLM's pipeline ({@link QvlmOptions}) and writes
+ * {@value QvlmMethod#REPORT_FILE} beside the checkpoint (or, with --search-only, the searched ranges
+ * and the report instead of one). Exit code 2 for bad options or inputs, including what the export refuses
  * (percentile-clipped inputs, the patch embedding or a tied lm_head, weights off the packed grid
  * other than by a low-rank term).
  */

@@ -56,7 +56,9 @@ import org.qvlm4j.train.optim.CosineSchedule;
  * stated in {@link VeoForward}: the per-slot clipping factors of the vision sites, nothing else.
  *
  * <p>Deterministic: the same model, plan, ranges, samples and config give the same bytes (every
- * parallel kernel used by the forward owns each output element on one thread).
+ * parallel kernel used by the forward owns each output element on one thread). With a
+ * {@link VeoCheckpoint.Store} the state is saved after every epoch and a rerun continues after the
+ * last saved one, to the same bytes.
  *
  * <p>Left out: a joint entropy over a whole batch (each sample's entropy is its own; the mean over
  * the batch is optimised), projector and LLM ranges (fixed: the LLM's search is cross-layer
