@@ -13,6 +13,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -130,7 +131,7 @@ class QvlmPipelineTest {
             assertEquals("quantized", runs.get(label).dependency().source().get("forward").asText());
         }
         // the dependency is measured on the forward VEO left, so VEO changes it
-        assertFalse(java.util.Arrays.equals(runs.get("+cdm").dependency().pairs(Dependency.Proxy.ENTROPY),
+        assertFalse(Arrays.equals(runs.get("+cdm").dependency().pairs(Dependency.Proxy.ENTROPY),
                 runs.get("q-vlm").dependency().pairs(Dependency.Proxy.ENTROPY)));
 
         // weights are round-to-nearest in every configuration
