@@ -40,7 +40,10 @@ import picocli.CommandLine.Option;
  * {@code --override} changes categories with the plan grammar (e.g. symmetric per-token inputs,
  * which run as integer codes times packed weights). nf4 uses NF4 blocks of 64 (or --group),
  * a whole row as one block where the row length is not a multiple of the block, and optionally
- * double quantization. Exit code 2 for bad options or inputs, including what the export refuses
+ * double quantization. {@code --method qvlm} makes the vision and projector inputs static per
+ * token position, runs Q-VLM's pipeline ({@link QvlmOptions}) and writes
+ * {@value QvlmMethod#REPORT_FILE} beside the checkpoint (or, with --search-only, the searched ranges
+ * and the report instead of one). Exit code 2 for bad options or inputs, including what the export refuses
  * (percentile-clipped inputs, the patch embedding or a tied lm_head, weights off the packed grid
  * other than by a low-rank term).
  */
@@ -100,18 +103,25 @@ public final class QuantizeCommand implements Callable<Integer> {
             if (override != null) {
                 plan = plan.toBuilder().override(override).build();
             }
+            QuantizedExport.Summary s;
             if (m instanceof QvlmMethod q) {
                 plan = QvlmMethod.paperPlan(plan, q.config().visionPercentile());
                 if (qvlm.searchOnly) {
-                    long t0 = System.nanoTime();
-                    QvlmMethod.Summary s = q.searchOnly(modelDir, stats, out, plan);
-                    stdout.printf(Locale.ROOT, "qvlm: %s, %d blocks, final-layer MSE %.4g, %.1f s; wrote %s%n",
-                            s.partition().describe(), s.blocks().size(), s.finalMse(), (System.nanoTime() - t0) / 1e9, out);
+                    QvlmMethod.Summary r = q.searchOnly(modelDir, stats, out, plan);
+                    stdout.printf(Locale.ROOT, "qvlm %s: %s, %d blocks, final-layer MSE %.4g, %.1f s; wrote %s%n",
+                            r.label(), r.partition().describe(), r.blocks().size(), r.finalMse(),
+                            r.stages().get("total"), out);
                     stdout.flush();
                     return 0;
                 }
+                s = q.export(modelDir, stats, out, plan);
+                QvlmMethod.Summary r = q.summary();
+                stdout.printf(Locale.ROOT, "qvlm %s: %s, %d blocks, final-layer MSE %.4g, %.1f s; report %s%n", r.label(),
+                        r.partition().describe(), r.blocks().size(), r.finalMse(), r.stages().get("total"),
+                        QvlmMethod.REPORT_FILE);
+            } else {
+                s = QuantizedExport.run(new QuantizedExport.Request(modelDir, stats, out, m, plan));
             }
-            QuantizedExport.Summary s = QuantizedExport.run(new QuantizedExport.Request(modelDir, stats, out, m, plan));
             stdout.printf(Locale.ROOT, "%s: %d packed linears, %d bytes (F32: %d, ratio %.3f), %d bytes of F32 extras; "
                             + "inputs: %d integer, %d fake; smoothing scales: %d folded, %d at run time; "
                             + "%d low-rank terms; wrote %s%n", m.name(), s.packedLinears(), s.packedBytes(),

@@ -8,20 +8,71 @@ import org.qvlm4j.quant.qvlm.CalibrationSamples;
 import org.qvlm4j.quant.qvlm.Dependency;
 import org.qvlm4j.quant.qvlm.QvlmMethod;
 import org.qvlm4j.quant.qvlm.SoftAssignment;
+import org.qvlm4j.quant.qvlm.VeoConfig;
+import org.qvlm4j.quant.qvlm.VeoInputs;
+import org.qvlm4j.train.QcmExampleEncoder;
 import picocli.CommandLine.Option;
 
 /**
  * The options of {@code quantize --method qvlm} (a picocli mixin, so the command itself only wires
- * it in): cross-layer dependency mining on or off, block depth, percentile grid, h0 multiplier,
- * partition rule, dependency proxy, per-site search, the vision percentile, the search subset, the
- * work directory for resuming, and --search-only for writing the searched ranges without a packed
- * checkpoint. Defaults are {@link QvlmMethod.Config#DEFAULT}.
+ * it in): cross-layer dependency mining and visual encoder optimisation on or off (the four rows of
+ * the paper's Table 1), block depth, percentile grid, h0 multiplier, partition rule, dependency proxy
+ * and forward, per-site search, the vision percentile, the search subset, VEO's loss weights and
+ * schedule, the data directory, the work directory for resuming, and --search-only for writing the
+ * searched ranges without a checkpoint. Defaults are {@link QvlmMethod.Config#DEFAULT} and
+ * {@link VeoConfig#defaults()}.
  */
 public final class QvlmOptions {
     @Option(names = "--cdm", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "qvlm: cross-layer dependency mining (block-wise joint search); --no-cdm searches layer by "
                     + "layer, the paper's baseline (default: ${DEFAULT-VALUE}).")
     boolean cdm;
+
+    @Option(names = "--veo", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "qvlm: visual encoder optimisation of the vision tower's activation ranges before the "
+                    + "partition (default: ${DEFAULT-VALUE}).")
+    boolean veo;
+
+    @Option(names = "--eta", defaultValue = "1.0", paramLabel = "X",
+            description = "qvlm VEO: weight of the final layer's error against the vision output's in L_err (Eq. 9; "
+                    + "default: ${DEFAULT-VALUE}).")
+    double eta;
+
+    @Option(names = "--lambda1", defaultValue = "0.01", paramLabel = "X",
+            description = "qvlm VEO: weight of the Jacobian-weighted entropy L_ent (Eq. 10; default: ${DEFAULT-VALUE}).")
+    double lambda1;
+
+    @Option(names = "--lambda2", defaultValue = "1.0", paramLabel = "X",
+            description = "qvlm VEO: weight of the discretisation error L_err (Eq. 10; default: ${DEFAULT-VALUE}).")
+    double lambda2;
+
+    @Option(names = "--veo-epochs", defaultValue = "10", paramLabel = "N",
+            description = "qvlm VEO: epochs (default: ${DEFAULT-VALUE}).")
+    int veoEpochs;
+
+    @Option(names = "--veo-lr", defaultValue = "0.01", paramLabel = "LR",
+            description = "qvlm VEO: peak learning rate of the clipping factors, cosine-decayed (default: "
+                    + "${DEFAULT-VALUE}).")
+    double veoLr;
+
+    @Option(names = "--veo-samples", defaultValue = "64", paramLabel = "N",
+            description = "qvlm VEO: train-split problems with an image drawn with the statistics' seed "
+                    + "(default: ${DEFAULT-VALUE}).")
+    int veoSamples;
+
+    @Option(names = "--veo-batch", defaultValue = "8", paramLabel = "B",
+            description = "qvlm VEO: samples per update (default: ${DEFAULT-VALUE}).")
+    int veoBatch;
+
+    @Option(names = "--veo-answer-style", paramLabel = "STYLE",
+            description = "qvlm VEO: supervised answer of L_reg, letter or reasoned (default: the model's "
+                    + "train_manifest.json answer_style, else letter).")
+    String veoAnswerStyle;
+
+    @Option(names = "--dependency-on", defaultValue = "quantized", paramLabel = "FORWARD",
+            description = "qvlm: measure the layer dependency on the quantized forward left by VEO (RTN weights, "
+                    + "min/max LLM ranges) or on the fp model (default: ${DEFAULT-VALUE}).")
+    String dependencyOn;
 
     @Option(names = "--max-depth", defaultValue = "3", paramLabel = "N",
             description = "qvlm: most decoder layers per block (default: ${DEFAULT-VALUE}).")
@@ -66,8 +117,8 @@ public final class QvlmOptions {
     String temperature;
 
     @Option(names = "--data", paramLabel = "DIR",
-            description = "qvlm: calibration data directory, if it has moved since calibrate (default: the statistics' "
-                    + "data.dir).")
+            description = "qvlm: data directory of the calibration prompts and VEO's samples, if it has moved since "
+                    + "calibrate (default: the statistics' data.dir).")
     Path data;
 
     @Option(names = "--work", paramLabel = "DIR",
@@ -75,19 +126,35 @@ public final class QvlmOptions {
     Path work;
 
     @Option(names = "--search-only",
-            description = "qvlm: write the searched ranges and search report to --out instead of a packed checkpoint.")
+            description = "qvlm: write the searched ranges and the report to --out instead of a quantized checkpoint.")
     boolean searchOnly;
+
+    /** The configuration these options describe. */
+    QvlmMethod.Config config() {
+        VeoConfig v;
+        try {
+            v = new VeoConfig(eta, lambda1, lambda2, veoLr, veoEpochs, veoBatch, veoSamples, VeoConfig.DEFAULT_SEED,
+                    VeoConfig.DEFAULT_BITS);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("qvlm VEO options (--eta, --lambda1, --lambda2, --veo-lr, --veo-epochs, "
+                    + "--veo-batch, --veo-samples): " + e.getMessage(), e);
+        }
+        return new QvlmMethod.Config(cdm, veo, maxDepth, pGrid, h0, enumValue(QvlmMethod.PartitionStrategy.class,
+                "--partition", partition), proxy(), enumValue(QvlmMethod.DependencyForward.class, "--dependency-on",
+                dependencyOn), perSite, QvlmMethod.Config.DEFAULT.perSiteSweeps(), visionPct, searchSamples, searchSeed,
+                enumValue(SoftAssignment.Temperature.class, "--entropy-temperature", temperature),
+                QvlmMethod.Config.DEFAULT.tau(), v);
+    }
 
     /** The method these options describe, for the FP model at modelDir; progress lines go to err. */
     QvlmMethod method(Path modelDir, PrintWriter err) {
-        QvlmMethod.Config c = new QvlmMethod.Config(cdm, maxDepth, pGrid, h0, enumValue(QvlmMethod.PartitionStrategy.class,
-                "--partition", partition), proxy(), perSite, QvlmMethod.Config.DEFAULT.perSiteSweeps(), visionPct,
-                searchSamples, searchSeed, enumValue(SoftAssignment.Temperature.class, "--entropy-temperature", temperature),
-                QvlmMethod.Config.DEFAULT.tau());
-        return new QvlmMethod(c, CalibrationSamples.fromStats(modelDir, data), work, Map.of(), line -> {
-            err.println(line);
-            err.flush();
-        });
+        QcmExampleEncoder.AnswerStyle style = veoAnswerStyle == null ? null
+                : VeoInputs.answerStyle("--veo-answer-style", veoAnswerStyle);
+        return new QvlmMethod(config(), CalibrationSamples.fromStats(modelDir, data),
+                VeoInputs.fromStats(modelDir, data, style), work, Map.of(), line -> {
+                    err.println(line);
+                    err.flush();
+                });
     }
 
     private Dependency.Proxy proxy() {

@@ -28,9 +28,12 @@ import org.qvlm4j.kernels.QuantizedActivations;
  * Δ = max(absmax, ε) / (2^(b−1) − 1) (symmetric, codes in ±(2^(b−1) − 1)), code = clamp(rint(x / Δ)
  * + zp), x̂ = (code − zp) · Δ; a clip ratio r scales the range to [r·lo, r·hi] in double.
  *
- * <p>Left out: percentile clipping (it needs a sort per slot at run time), static per-token or
- * per-group ranges (a static range needs a fixed slot), non-uniform formats, asymmetric integer
- * activations (the kernels have no activation zero points).
+ * <p>Static per-token ranges are per token <em>position</em>: one range for each of a fixed number
+ * of positions (the vision tower's patches and class token, the projector's image features; Q-VLM's
+ * ViT setting), so such a quantizer takes only inputs of exactly that many tokens.
+ *
+ * <p>Left out: percentile clipping (it needs a sort per slot at run time), static per-group ranges,
+ * non-uniform formats, asymmetric integer activations (the kernels have no activation zero points).
  */
 public final class InputQuantizer {
     /** Smallest range width a scale is computed from, as the quantization library's uniform quantizer. */
@@ -65,9 +68,9 @@ public final class InputQuantizer {
                 throw new IllegalArgumentException("input quantizer group size: expected > 0 exactly for PER_GROUP, got "
                         + groupSize + " for " + granularity);
             }
-            if (!dynamic && granularity != Granularity.PER_TENSOR && granularity != Granularity.PER_CHANNEL) {
-                throw new IllegalArgumentException("input quantizer granularity: static ranges need PER_TENSOR or "
-                        + "PER_CHANNEL, got " + granularity);
+            if (!dynamic && granularity == Granularity.PER_GROUP) {
+                throw new IllegalArgumentException("input quantizer granularity: static ranges need PER_TENSOR, "
+                        + "PER_CHANNEL or PER_TOKEN (per position), got " + granularity);
             }
             if (!(clipRatio > 0 && clipRatio <= 1)) {
                 throw new IllegalArgumentException("input quantizer clip ratio: expected in (0, 1], got " + clipRatio);
@@ -130,11 +133,12 @@ public final class InputQuantizer {
             zero = null;
             return;
         }
-        int n = spec.slots(1, cols);
-        if (lo == null || hi == null || lo.length != n || hi.length != n) {
+        boolean positions = spec.granularity() == Granularity.PER_TOKEN;
+        int n = positions ? (lo == null ? 0 : lo.length) : spec.slots(1, cols);
+        if (lo == null || hi == null || lo.length != n || hi.length != n || n == 0) {
             throw new IllegalArgumentException("static " + spec.granularity() + " input quantizer of K = " + cols
-                    + " needs " + n + " ranges, got " + (lo == null ? "none" : lo.length) + " and "
-                    + (hi == null ? "none" : hi.length));
+                    + " needs " + (positions ? "one range per token position (at least one)" : n + " ranges")
+                    + ", got " + (lo == null ? "none" : lo.length) + " and " + (hi == null ? "none" : hi.length));
         }
         for (int i = 0; i < n; i++) {
             if (!(lo[i] <= hi[i]) || !Float.isFinite(lo[i]) || !Float.isFinite(hi[i])) {
@@ -157,7 +161,10 @@ public final class InputQuantizer {
         return new InputQuantizer(spec, execution, cols, null, null);
     }
 
-    /** A static quantizer of K = cols inputs with per-slot calibration ranges [lo, hi] (1 or K slots). */
+    /**
+     * A static quantizer of K = cols inputs with per-slot calibration ranges [lo, hi]: 1 slot per
+     * tensor, K per channel, or one per token position (then it takes inputs of exactly that many tokens).
+     */
     public static InputQuantizer fromRanges(Spec spec, Execution execution, int cols, float[] lo, float[] hi) {
         if (spec.dynamic()) {
             throw new IllegalArgumentException("input quantizer: " + spec + " is dynamic; use dynamic");
@@ -247,6 +254,10 @@ public final class InputQuantizer {
         if (K != cols || T < 0 || x.length < (long) T * K) {
             throw new IllegalArgumentException("input quantizer of K = " + cols + ": input (" + T + ", " + K
                     + ") with " + x.length + " floats");
+        }
+        if (scale != null && spec.granularity() == Granularity.PER_TOKEN && T != scale.length) {
+            throw new IllegalArgumentException("static per-token-position input quantizer of " + scale.length
+                    + " positions: input has " + T + " tokens");
         }
     }
 

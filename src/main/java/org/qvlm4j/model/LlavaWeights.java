@@ -58,13 +58,15 @@ public final class LlavaWeights {
      * @param lowRank    rank r of the low-rank term {@code <prefix>.lorc_u} (F32, (N, r)) and
      *                   {@code <prefix>.lorc_v} (F32, (r, K)); 0 when there is none
      * @param input      the input quantizer's spec, or null when the input stays floating point;
-     *                   static per-channel ranges are {@code <prefix>.act_range} (F32, (2, K): lo, hi)
+     *                   static per-channel ranges are {@code <prefix>.act_range} (F32, (2, K): lo, hi),
+     *                   static per-token-position ranges the same tensor of (2, positions)
      * @param execution  how quantized inputs meet the weight (null when input is null)
      * @param tensorRange static per-tensor range {lo, hi} given in the config, or null (dynamic, or
      *                   per-channel ranges from the tensor)
+     * @param positions  token positions of static per-token ranges, else 0
      */
     public record LinearLayout(PackedLayout packed, boolean inputScale, int lowRank, InputQuantizer.Spec input,
-                               InputQuantizer.Execution execution, float[] tensorRange) {
+                               InputQuantizer.Execution execution, float[] tensorRange, int positions) {
         public LinearLayout {
             if (lowRank < 0) {
                 throw new IllegalArgumentException("low rank must be >= 0, got " + lowRank);
@@ -77,12 +79,18 @@ public final class LlavaWeights {
 
         /** A packed weight and nothing else. */
         public static LinearLayout packed(PackedLayout p) {
-            return new LinearLayout(p, false, 0, null, null, null);
+            return new LinearLayout(p, false, 0, null, null, null, 0);
         }
 
         /** Whether static ranges come from the {@code .act_range} tensor. */
         public boolean rangeTensor() {
-            return input != null && !input.dynamic() && input.granularity() == InputQuantizer.Granularity.PER_CHANNEL;
+            return input != null && !input.dynamic() && (input.granularity() == InputQuantizer.Granularity.PER_CHANNEL
+                    || input.granularity() == InputQuantizer.Granularity.PER_TOKEN);
+        }
+
+        /** Ranges in the {@code .act_range} tensor of a linear with k inputs: k per channel, else the positions. */
+        public int rangeSlots(int k) {
+            return input.granularity() == InputQuantizer.Granularity.PER_TOKEN ? positions : k;
         }
     }
 
@@ -270,7 +278,7 @@ public final class LlavaWeights {
                 packedDtypes.put(p + LORC_V, DType.F32);
             }
             if (ll.rangeTensor()) {
-                expected.put(p + ACT_RANGE, new long[] {2, k});
+                expected.put(p + ACT_RANGE, new long[] {2, ll.rangeSlots(k)});
                 packedDtypes.put(p + ACT_RANGE, DType.F32);
             }
         }
@@ -416,9 +424,10 @@ public final class LlavaWeights {
             if (spec.dynamic()) {
                 l.setInputQuantizer(InputQuantizer.dynamic(spec, ll.execution(), k));
             } else if (ll.rangeTensor()) {
-                float[] r = vector(prefix + ACT_RANGE); // (2, K)
+                int n = ll.rangeSlots(k);
+                float[] r = vector(prefix + ACT_RANGE); // (2, K) or (2, positions)
                 l.setInputQuantizer(InputQuantizer.fromRanges(spec, ll.execution(), k,
-                        java.util.Arrays.copyOfRange(r, 0, k), java.util.Arrays.copyOfRange(r, k, 2 * k)));
+                        java.util.Arrays.copyOfRange(r, 0, n), java.util.Arrays.copyOfRange(r, n, 2 * n)));
             } else {
                 l.setInputQuantizer(InputQuantizer.fromRanges(spec, ll.execution(), k,
                         new float[] {ll.tensorRange()[0]}, new float[] {ll.tensorRange()[1]}));

@@ -32,7 +32,9 @@ import org.qvlm4j.kernels.QuantFormat;
  *       "clip_ratio": 1.0, "path": "integer"}}; static ranges come with
  *       {@code "static": {"range": [lo, hi], "scale": Δ, "zero_point": z}} (per tensor: Δ and z must
  *       be what the range gives) or {@code "static": {"ranges_tensor": "act_range"}} (per channel:
- *       the tensor {@code <prefix>.act_range}); a {@code "fake"} path may carry a {@code "reason"}.</li>
+ *       the tensor {@code <prefix>.act_range}), with {@code "positions": P} added for per-token
+ *       ranges (one per token position, {@code act_range} (2, P)); a {@code "fake"} path may carry a
+ *       {@code "reason"}.</li>
  * </ul>
  * A directory without the file is an ordinary floating-point checkpoint ({@link #NONE}). Every
  * malformed entry is an error naming the file, the key, what was expected and what was found.
@@ -102,6 +104,7 @@ public record QuantizedLayouts(String method, Map<String, LlavaWeights.LinearLay
         private final Map<String, InputQuantizer.Spec> inputs = new LinkedHashMap<>();
         private final Map<String, InputQuantizer.Execution> executions = new LinkedHashMap<>();
         private final Map<String, float[]> tensorRanges = new LinkedHashMap<>();
+        private final Map<String, Integer> positions = new LinkedHashMap<>();
         private final Map<String, String> inputSpecs = new LinkedHashMap<>();
         private final Map<String, String> fakeReasons = new LinkedHashMap<>();
         private final Map<String, List<String>> foldedNorms = new LinkedHashMap<>();
@@ -139,7 +142,8 @@ public record QuantizedLayouts(String method, Map<String, LlavaWeights.LinearLay
             }
             for (String n : names) {
                 out.put(n, new LlavaWeights.LinearLayout(packed.get(n), runtimeScale.getOrDefault(n, false),
-                        lowRank.getOrDefault(n, 0), inputs.get(n), executions.get(n), tensorRanges.get(n)));
+                        lowRank.getOrDefault(n, 0), inputs.get(n), executions.get(n), tensorRanges.get(n),
+                        positions.getOrDefault(n, 0)));
             }
             String method = root.path("method").isTextual() ? root.path("method").asText() : null;
             return new QuantizedLayouts(method, out, inputSpecs, fakeReasons, foldedNorms);
@@ -246,9 +250,9 @@ public record QuantizedLayouts(String method, Map<String, LlavaWeights.LinearLay
                 throw bad(key + ".group_size", grouped ? "an integer > 0 for per_group" : "0 unless per_group",
                         groupNode.isMissingNode() ? "nothing" : groupNode);
             }
-            if (!dynamic && g != InputQuantizer.Granularity.PER_TENSOR && g != InputQuantizer.Granularity.PER_CHANNEL) {
-                throw bad(key + ".dynamic", "true for " + gText + " ranges (static ranges are per_tensor or per_channel)",
-                        false);
+            if (!dynamic && g == InputQuantizer.Granularity.PER_GROUP) {
+                throw bad(key + ".dynamic", "true for " + gText + " ranges (static ranges are per_tensor, per_channel "
+                        + "or per_token)", false);
             }
             JsonNode clipNode = a.path("clip_ratio");
             double clip = clipNode.isNumber() ? clipNode.doubleValue() : Double.NaN;
@@ -278,9 +282,17 @@ public record QuantizedLayouts(String method, Map<String, LlavaWeights.LinearLay
                 if (!st.isObject()) {
                     throw bad(key + ".static", "an object with the static ranges", st.isMissingNode() ? "nothing" : st);
                 }
-                if (g == InputQuantizer.Granularity.PER_CHANNEL) {
+                if (g == InputQuantizer.Granularity.PER_CHANNEL || g == InputQuantizer.Granularity.PER_TOKEN) {
                     if (!RANGES_TENSOR.equals(st.path("ranges_tensor").asText())) {
                         throw bad(key + ".static.ranges_tensor", "'" + RANGES_TENSOR + "'", st.path("ranges_tensor"));
+                    }
+                    if (g == InputQuantizer.Granularity.PER_TOKEN) {
+                        JsonNode p = st.path("positions");
+                        if (!p.isIntegralNumber() || p.asInt() < 1) {
+                            throw bad(key + ".static.positions", "the number of token positions (an integer >= 1)",
+                                    p.isMissingNode() ? "nothing" : p);
+                        }
+                        positions.put(linear, p.asInt());
                     }
                 } else {
                     tensorRanges.put(linear, perTensorRange(key + ".static", st, spec));

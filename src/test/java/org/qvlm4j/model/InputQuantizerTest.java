@@ -66,7 +66,8 @@ class InputQuantizerTest {
     @ParameterizedTest
     @ValueSource(strings = {"a8-asym-token-dynamic", "a4-sym-token-dynamic", "a6-asym-tensor-dynamic",
         "a8-sym-channel-dynamic", "a3-asym-g24-dynamic", "a8-asym-token-dynamic-clip0.8", "a2-sym-g32-dynamic",
-        "a8-asym-tensor-static", "a4-sym-tensor-static-clip0.9", "a4-asym-channel-static", "a7-sym-channel-static"})
+        "a8-asym-tensor-static", "a4-sym-tensor-static-clip0.9", "a4-asym-channel-static", "a7-sym-channel-static",
+        "a4-asym-token-static", "a8-sym-token-static-clip0.9"})
     void fakeQuantizationEqualsTheLibraryQuantizerBitForBit(String text) {
         QuantSpec spec = QuantSpec.parse(text);
         int k = spec.granularity() == QuantSpec.Granularity.PER_GROUP ? 70 : K; // 70: a partial last group
@@ -78,7 +79,11 @@ class InputQuantizerTest {
             uq.fakeQuantize(want, T, k);
             q = InputQuantizer.dynamic(runtime(spec), InputQuantizer.Execution.FAKE, k);
         } else {
-            Ranges r = ranges(spec.granularity() == QuantSpec.Granularity.PER_TENSOR ? 1 : k, SEED + 1);
+            Ranges r = ranges(switch (spec.granularity()) {
+                case PER_TENSOR -> 1;
+                case PER_TOKEN -> T; // one range per token position
+                default -> k;
+            }, SEED + 1);
             uq.fakeQuantize(want, T, k, uq.params(r));
             q = InputQuantizer.fromRanges(runtime(spec), InputQuantizer.Execution.FAKE, k, r.lo(), r.hi());
             assertArrayEquals(uq.params(r).scale(), q.staticScales());
@@ -93,13 +98,13 @@ class InputQuantizerTest {
 
     @ParameterizedTest
     @ValueSource(strings = {"a8-sym-token-dynamic", "a4-sym-token-dynamic", "a8-sym-tensor-static",
-        "a4-sym-tensor-dynamic-clip0.7", "a8-sym-g32-dynamic"})
+        "a4-sym-tensor-dynamic-clip0.7", "a8-sym-g32-dynamic", "a4-sym-token-static"})
     void integerCodesTimesScalesAreTheFakeImage(String text) {
         QuantSpec spec = QuantSpec.parse(text);
         float[] x = inputs(T, K, SEED + 2);
+        Ranges r = spec.granularity() == QuantSpec.Granularity.PER_TOKEN ? ranges(T, SEED + 3) : Ranges.of(-2.5f, 3f);
         InputQuantizer q = spec.dynamic() ? InputQuantizer.dynamic(runtime(spec), InputQuantizer.Execution.INTEGER, K)
-                : InputQuantizer.fromRanges(runtime(spec), InputQuantizer.Execution.INTEGER, K, new float[] {-2.5f},
-                        new float[] {3f});
+                : InputQuantizer.fromRanges(runtime(spec), InputQuantizer.Execution.INTEGER, K, r.lo(), r.hi());
         float[] fake = x.clone();
         q.fakeQuantize(fake, T, K);
         float[] deq = new float[T * K];
@@ -139,8 +144,15 @@ class InputQuantizerTest {
             assertTrue(reasons.get(i) != null && reasons.get(i).contains(expected.get(i)), i + ": " + reasons.get(i));
         }
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> new InputQuantizer.Spec(8, true, InputQuantizer.Granularity.PER_TOKEN, 0, false, 1));
-        assertTrue(e.getMessage().contains("static ranges need PER_TENSOR or PER_CHANNEL, got PER_TOKEN"), e.getMessage());
+                () -> new InputQuantizer.Spec(8, true, InputQuantizer.Granularity.PER_GROUP, 32, false, 1));
+        assertTrue(e.getMessage().contains("static ranges need PER_TENSOR, PER_CHANNEL or PER_TOKEN (per position), "
+                + "got PER_GROUP"), e.getMessage());
+        // static per-position ranges take exactly as many tokens as they have positions
+        Ranges r = ranges(T, SEED);
+        InputQuantizer positions = InputQuantizer.fromRanges(runtime(QuantSpec.parse("a8-sym-token-static")),
+                InputQuantizer.Execution.INTEGER, K, r.lo(), r.hi());
+        e = assertThrows(IllegalArgumentException.class, () -> positions.fakeQuantize(new float[(T + 1) * K], T + 1, K));
+        assertTrue(e.getMessage().contains("of " + T + " positions: input has " + (T + 1) + " tokens"), e.getMessage());
     }
 
     /** y (T, N) = quantize(x / s) (W + U V)^T + b in float64, the quantizer taken from the library. */

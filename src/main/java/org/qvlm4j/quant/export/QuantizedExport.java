@@ -64,7 +64,8 @@ import org.qvlm4j.quant.methods.QuantResult;
  *       of W·diag(s));</li>
  *   <li>the plan's input quantization, read off the method's activation tap (spec per linear,
  *       static ranges as calibrated and divided by s): per-tensor ranges, scale and zero point in
- *       the config, per-channel ranges as {@code <prefix>.act_range} (F32 (2, K)); each linear runs
+ *       the config, per-channel ranges as {@code <prefix>.act_range} (F32 (2, K)), per-token-position
+ *       ranges likewise (F32 (2, positions), with the position count in the config); each linear runs
  *       integer codes times packed weights where the kernels allow it (symmetric 8/4-bit inputs per
  *       token, tensor or group) and fake quantization otherwise, and the config says which and why.</li>
  * </ul>
@@ -73,6 +74,9 @@ import org.qvlm4j.quant.methods.QuantResult;
  * manifest's sample pids and seed and the tool version; other tensors keep their bytes; config,
  * tokenizer and preprocessor files are copied. Everything is written into a temporary sibling
  * directory that is renamed at the end.
+ *
+ * <p>A vision layer past the projector's feature layer, which no forward runs, keeps a floating-point
+ * input when the method gives it no static range.
  *
  * <p>Left out (refused with a message): percentile-clipped input specs (the runtime clips by a
  * ratio only), quantizing the patch embedding, the embeddings or a tied lm_head (not linears of
@@ -102,9 +106,12 @@ public final class QuantizedExport {
     public record Summary(Path out, int packedLinears, long packedBytes, long f32Bytes, long extraBytes,
                           int integerInputs, int fakeInputs, int foldedScales, int runtimeScales, int lowRankLinears) {}
 
-    /** A step run after the tensors are written and before the rename (tests inject failures here). */
+    /**
+     * A step run after the tensors are written and before the rename, on the temporary directory:
+     * files a method adds beside the checkpoint (a report), or a test's injected failure.
+     */
     @FunctionalInterface
-    interface BeforeRename {
+    public interface BeforeRename {
         void run(Path tmpDir) throws IOException;
     }
 
@@ -124,7 +131,8 @@ public final class QuantizedExport {
         return run(r, tmp -> { });
     }
 
-    static Summary run(Request r, BeforeRename hook) {
+    /** As {@link #run(Request)}, with hook run on the temporary directory just before the rename. */
+    public static Summary run(Request r, BeforeRename hook) {
         Path out = r.out().toAbsolutePath().normalize();
         if (Files.exists(out)) {
             throw new IllegalArgumentException("--out " + out + ": already exists; refusing to overwrite it");
@@ -150,7 +158,8 @@ public final class QuantizedExport {
             TapParts tap = TapParts.of(res, r.plan());
             Map<String, Exported> linears = new LinkedHashMap<>();
             for (Linear l : model.linears()) {
-                Exported e = export(l, res, r.plan(), tap, sourceByName, changedNorms);
+                Exported e = export(l, res, r.plan(), tap, sourceByName, changedNorms,
+                        neverRun(l.name(), model.config().visionFeatureLayerIndex()));
                 if (e.touched()) {
                     checkLoadable(l, model);
                     linears.put(l.name(), e);
@@ -226,8 +235,20 @@ public final class QuantizedExport {
         }
     }
 
+    /**
+     * Whether the forward never runs linear: a vision layer at or past the layer whose hidden state the
+     * projector reads (so calibration saw no input there).
+     */
+    private static boolean neverRun(String linear, int visionFeatureLayers) {
+        if (!linear.startsWith("vision.layers.")) {
+            return false;
+        }
+        String rest = linear.substring("vision.layers.".length());
+        return Integer.parseInt(rest.substring(0, rest.indexOf('.'))) >= visionFeatureLayers;
+    }
+
     private static Exported export(Linear l, QuantResult res, QuantPlan plan, TapParts tap,
-                                   Map<String, TensorEntry> source, Map<String, float[]> changedNorms) {
+                                   Map<String, TensorEntry> source, Map<String, float[]> changedNorms, boolean neverRun) {
         String name = l.name();
         int n = l.outFeatures();
         int k = l.inFeatures();
@@ -281,6 +302,10 @@ public final class QuantizedExport {
             }
         }
         QuantSpec ispec = lq.input();
+        if (ispec != null && !ispec.dynamic() && neverRun && tap.quant() != null
+                && !tap.quant().staticRanges().containsKey(name + ".in")) {
+            ispec = null; // no static range exists for a linear no forward runs, and none is needed
+        }
         InputQuantizer quantizer = null;
         String reason = null;
         if (ispec != null) {
@@ -409,8 +434,8 @@ public final class QuantizedExport {
                 } else {
                     fake++;
                 }
-                if (!e.quantizer().spec().dynamic() && e.inputSpec().granularity() == QuantSpec.Granularity.PER_CHANNEL) {
-                    extra += 8L * e.k();
+                if (rangeTensor(e.quantizer())) {
+                    extra += 8L * e.quantizer().staticLo().length;
                 }
             }
         }
@@ -492,8 +517,11 @@ public final class QuantizedExport {
         }
         if (!s.dynamic()) {
             ObjectNode st = o.putObject("static");
-            if (s.granularity() == InputQuantizer.Granularity.PER_CHANNEL) {
+            if (rangeTensor(q)) {
                 st.put("ranges_tensor", QuantizedLayouts.RANGES_TENSOR);
+                if (s.granularity() == InputQuantizer.Granularity.PER_TOKEN) {
+                    st.put("positions", q.staticLo().length);
+                }
             } else {
                 st.putArray("range").add(q.staticLo()[0]).add(q.staticHi()[0]);
                 st.put("scale", q.staticScales()[0]);
@@ -580,12 +608,20 @@ public final class QuantizedExport {
             w.addFloats(base + LlavaWeights.INPUT_SCALE, DType.F32, new long[] {x.k()}, x.inputScale());
         }
         InputQuantizer q = x.quantizer();
-        if (q != null && !q.spec().dynamic() && q.spec().granularity() == InputQuantizer.Granularity.PER_CHANNEL) {
-            float[] range = new float[2 * x.k()]; // (2, K): lo, hi
-            System.arraycopy(q.staticLo(), 0, range, 0, x.k());
-            System.arraycopy(q.staticHi(), 0, range, x.k(), x.k());
-            w.addFloats(base + LlavaWeights.ACT_RANGE, DType.F32, new long[] {2, x.k()}, range);
+        if (q != null && rangeTensor(q)) {
+            int n = q.staticLo().length;
+            float[] range = new float[2 * n]; // (2, K) or (2, positions): lo, hi
+            System.arraycopy(q.staticLo(), 0, range, 0, n);
+            System.arraycopy(q.staticHi(), 0, range, n, n);
+            w.addFloats(base + LlavaWeights.ACT_RANGE, DType.F32, new long[] {2, n}, range);
         }
+    }
+
+    /** Whether a quantizer's static ranges go into the {@code .act_range} tensor (per channel or token position). */
+    private static boolean rangeTensor(InputQuantizer q) {
+        InputQuantizer.Granularity g = q.spec().granularity();
+        return !q.spec().dynamic() && (g == InputQuantizer.Granularity.PER_CHANNEL
+                || g == InputQuantizer.Granularity.PER_TOKEN);
     }
 
     private static void deleteTree(Path dir, Exception cause) {

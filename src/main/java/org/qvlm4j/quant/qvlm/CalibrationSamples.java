@@ -74,18 +74,7 @@ public final class CalibrationSamples {
             throw new IllegalArgumentException(manifestFile + ": key samples: expected the calibration pids (written by "
                     + "qvlm4j calibrate), got " + (pids.isMissingNode() ? "nothing" : pids.toString()));
         }
-        Path dataDir = dataOverride != null ? dataOverride : Path.of(text(m, manifestFile, "data", "dir"));
-        if (!Files.isDirectory(dataDir)) {
-            throw new IllegalArgumentException(dataDir + ": calibration data directory does not exist (named by "
-                    + manifestFile + " key data.dir; pass --data if it has moved)");
-        }
-        Path problems = dataDir.resolve(ScienceQaDataset.PROBLEMS_FILE);
-        String want = text(m, manifestFile, "data", ScienceQaDataset.PROBLEMS_FILE);
-        String got = Calibrator.sha256(problems);
-        if (!want.equals(got)) {
-            throw new IllegalArgumentException(problems + ": sha256 " + got + " differs from " + manifestFile + " key data."
-                    + ScienceQaDataset.PROBLEMS_FILE + " = " + want + " (not the data the statistics were computed on)");
-        }
+        Path dataDir = dataDir(stats, dataOverride);
         PromptTemplate template = PromptTemplate.valueOf(text(m, manifestFile, "template"));
         PadMode pad = PadMode.valueOf(text(m, manifestFile, "pad_mode"));
         ScienceQaDataset data = ScienceQaDataset.load(dataDir);
@@ -119,7 +108,30 @@ public final class CalibrationSamples {
         return order.subList(0, n).stream().sorted().map(all::get).toList();
     }
 
-    private static String text(JsonNode m, Path file, String... path) {
+    /**
+     * The data directory the statistics were computed on: dataOverride, else the manifest's
+     * {@code data.dir}; its problems file must hash to the manifest's value.
+     */
+    static Path dataDir(CalibrationStats stats, Path dataOverride) {
+        JsonNode m = stats.manifest();
+        Path manifestFile = stats.directory().resolve(CalibrationStats.MANIFEST_FILE);
+        Path dataDir = dataOverride != null ? dataOverride : Path.of(text(m, manifestFile, "data", "dir"));
+        if (!Files.isDirectory(dataDir)) {
+            throw new IllegalArgumentException(dataDir + ": calibration data directory does not exist (named by "
+                    + manifestFile + " key data.dir; pass --data if it has moved)");
+        }
+        Path problems = dataDir.resolve(ScienceQaDataset.PROBLEMS_FILE);
+        String want = text(m, manifestFile, "data", ScienceQaDataset.PROBLEMS_FILE);
+        String got = Calibrator.sha256(problems);
+        if (!want.equals(got)) {
+            throw new IllegalArgumentException(problems + ": sha256 " + got + " differs from " + manifestFile + " key data."
+                    + ScienceQaDataset.PROBLEMS_FILE + " = " + want + " (not the data the statistics were computed on)");
+        }
+        return dataDir;
+    }
+
+    /** A string of the manifest; the error names the file and key. */
+    static String text(JsonNode m, Path file, String... path) {
         JsonNode n = m;
         for (String k : path) {
             n = n.path(k);

@@ -11,6 +11,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.qvlm4j.io.AtomicFiles;
@@ -87,6 +88,18 @@ public final class DependencyAnalysis {
     /** Computes the dependency on the model as it is (floating point), prompt by prompt. */
     public static Dependency compute(LlavaModel model, CalibrationStats stats, List<CalibrationSamples.Sample> samples,
                                      Dependency.Settings settings, JsonNode source, Consumer<String> progress) {
+        return compute(model, stats, samples, settings, source, progress, UnaryOperator.identity());
+    }
+
+    /**
+     * As {@link #compute(LlavaModel, CalibrationStats, List, Dependency.Settings, JsonNode, Consumer)}
+     * with the measuring tap wrapped by around, e.g. into a fake quantizer that passes every site on to
+     * it: then the layer outputs measured are those of the quantized forward (the grids stay the
+     * floating-point calibration's).
+     */
+    static Dependency compute(LlavaModel model, CalibrationStats stats, List<CalibrationSamples.Sample> samples,
+                              Dependency.Settings settings, JsonNode source, Consumer<String> progress,
+                              UnaryOperator<ActivationTap> around) {
         int L = model.config().textConfig().numHiddenLayers();
         double[] lo = new double[L];
         double[] hi = new double[L];
@@ -119,7 +132,7 @@ public final class DependencyAnalysis {
             for (int s = 0; s < n; s++) {
                 CalibrationSamples.Sample sample = samples.get(s);
                 PairTap tap = new PairTap(grids, M);
-                model.setActivationTap(tap);
+                model.setActivationTap(around.apply(tap));
                 model.hiddenStates(sample.ids(), sample.pixels());
                 if (tap.seen != L) {
                     throw new IllegalStateException("dependency: saw " + tap.seen + " decoder-layer outputs, expected " + L);

@@ -37,57 +37,81 @@ import org.qvlm4j.quant.Ranges;
 import org.qvlm4j.quant.TensorCategory;
 import org.qvlm4j.quant.WeightFakeQuantizer;
 import org.qvlm4j.quant.calib.CalibrationStats;
+import org.qvlm4j.quant.export.QuantizedExport;
 import org.qvlm4j.quant.methods.LayerReport;
 import org.qvlm4j.quant.methods.QuantMethod;
 import org.qvlm4j.quant.methods.QuantResult;
 
 /**
- * Q-VLM's cross-layer dependency mining (Wang et al., NeurIPS 2024, §3.2; qvlm-method.md §6) as a
- * {@link QuantMethod}:
+ * Q-VLM (Wang et al., NeurIPS 2024; qvlm-method.md §1.8 and §6) as one {@link QuantMethod}, in the
+ * paper's order:
  *
  * <ol>
  *   <li>weights: round-to-nearest under the plan's weight specs (the CLI's qvlm plan: uniform
  *       asymmetric per output channel, §6.1);</li>
- *   <li>vision tower and projector inputs: static ranges from the calibration (per token position at
- *       p = 1, per channel at a chosen percentile), or ranges given by the caller, e.g. tuned by a
- *       visual-encoder optimisation, which override the calibration per site;</li>
- *   <li>with CDM: the {@link Dependency} of consecutive decoder layers (entropy, or quantization
- *       error for the paper's Table 5 ablation), threshold h0 = multiplier × the mean pair value,
- *       and a {@link Partition} (greedy Eq. 7, or the search-cost-aware DP); without CDM every layer
- *       is its own block (layer-wise search, the paper's baseline row);</li>
+ *   <li>calibrated static ranges for the vision tower and projector inputs (per token position at
+ *       p = 1, per channel at a chosen percentile), or ranges given by the caller;</li>
+ *   <li>with VEO: visual encoder optimisation ({@link VisualEncoderOptimizer}, §3.3) of the vision
+ *       tower's ranges, on calibration pairs with images and answers ({@link VeoInputs}), the LLM's
+ *       inputs at their calibrated min/max; its ranges stay fixed from here on (§6 item 8: VEO before
+ *       partitioning);</li>
+ *   <li>with CDM: the {@link Dependency} of consecutive decoder layers (entropy, or quantization error
+ *       for the paper's Table 5 ablation), measured by default on the quantized forward that VEO
+ *       leaves (RTN weights, VEO's vision ranges, LLM inputs at min/max), threshold h0 = multiplier ×
+ *       the mean pair value, and a {@link Partition} (greedy Eq. 7, or the search-cost-aware DP);
+ *       without CDM every layer is its own block (layer-wise search, the paper's baseline row);</li>
  *   <li>block by block, {@link BlockSearch}: the clipping percentiles of the block's LLM linear
  *       inputs searched jointly to minimise the block output's MSE against floating point, with
  *       inputs from the quantized blocks before it;</li>
- *   <li>the result: fake-quantized weights in the model and a {@link FakeQuantTap} with the searched
- *       static ranges, like the baselines'.</li>
+ *   <li>the result: fake-quantized weights in the model and a {@link FakeQuantTap} with plain static
+ *       ranges (percentile clipping already applied), which {@link #export} writes as a quantized
+ *       checkpoint.</li>
  * </ol>
+ * The four rows of the paper's Table 1 are {@link Config#label()}: baseline (no CDM, no VEO), +CDM,
+ * +VEO and Q-VLM.
  *
- * <p>With a work directory each finished block is checkpointed ({@link WorkDir}) and a rerun
- * resumes, replaying finished blocks with their recorded choice, to the same bytes. Progress goes
- * to the given consumer, one line per block. Left out: the paper's unspecified gradient refinement
- * of quantizer parameters ("10 epochs", §1.3; not implemented), VEO itself (it plugs in through the
- * vision ranges), NF4 code-compat mode.
+ * <p>With a work directory ({@link WorkDir}) VEO's state is saved after every epoch, the quantized
+ * dependency once, and each finished block; a killed run restarted with the same inputs resumes to
+ * the same bytes. Progress goes to the given consumer, one line per stage, VEO epoch and block; the
+ * report ({@link QvlmReport}) records stage times, partition, per-block search cost, VEO's loss
+ * terms and the final-layer MSE. Left out: the paper's unspecified gradient refinement of the LLM's
+ * quantizer parameters ("10 epochs", §1.3; not implemented), NF4 code-compat mode.
  */
 public final class QvlmMethod implements QuantMethod {
     public static final String NAME = "qvlm";
-    public static final int FORMAT_VERSION = 1;
-    /** Files of a {@link #searchOnly} output directory. */
+    public static final int FORMAT_VERSION = 2;
+    /** The work directory's summary of a finished run. */
     public static final String RESULT_FILE = "result.json";
+    /** The report beside a checkpoint or a {@link #searchOnly} output. */
+    public static final String REPORT_FILE = "qvlm_report.json";
+    /** Files of a {@link #searchOnly} output directory besides the report. */
     public static final String RANGES_FILE = "ranges.safetensors";
     public static final String PLAN_FILE = "plan.json";
     /** Largest relative difference between a replayed block's error and its recorded one. */
     static final double REPLAY_REL_TOL = 1e-5;
+    /** Seconds between VEO progress lines within an epoch. */
+    static final double VEO_PROGRESS_INTERVAL_S = 10.0;
 
     public enum PartitionStrategy { GREEDY, DP }
 
+    /** The forward whose decoder-layer outputs the dependency is measured on. */
+    public enum DependencyForward {
+        /** RTN weights, the vision ranges after VEO, LLM inputs at their calibrated min/max (§1.8 step 3). */
+        QUANTIZED,
+        /** The floating-point model (cached in the statistics directory, shared with {@code analyze}). */
+        FP
+    }
+
     /**
      * @param cdm               cross-layer dependency mining on; off = layer-wise search
+     * @param veo               visual encoder optimisation on
      * @param maxDepth          most layers per block (the paper: 3)
      * @param grid              clipping percentiles to search, each in (0.5, 1]; kept distinct and
      *                          descending (ties go to the first)
      * @param h0Multiplier      h0 = this × the mean pair dependency
      * @param partition         greedy (Eq. 7) or dp (search-cost aware)
      * @param proxy             the dependency proxy: entropy (Eq. 4–5) or quantization error
+     * @param dependencyForward the forward the dependency is measured on
      * @param perSite           after the per-layer search, coordinate descent over each layer's four sites
      * @param perSiteSweeps     most sweeps of that descent
      * @param visionPercentile  clipping percentile of the vision-tower and projector inputs (1 = min/max)
@@ -96,15 +120,19 @@ public final class QvlmMethod implements QuantMethod {
      * @param seed              seed of that subset
      * @param temperature       Eq. 5's temperature mode for the entropy
      * @param tau               temperature in grid steps for {@link SoftAssignment.Temperature#GRID}
+     * @param veoConfig         VEO's settings; its seed and bits are replaced by the statistics' seed
+     *                          and the LLM's activation bits when VEO runs
      */
-    public record Config(boolean cdm, int maxDepth, double[] grid, double h0Multiplier, PartitionStrategy partition,
-                         Dependency.Proxy proxy, boolean perSite, int perSiteSweeps, double visionPercentile,
-                         int searchSamples, long seed, SoftAssignment.Temperature temperature, double tau) {
+    public record Config(boolean cdm, boolean veo, int maxDepth, double[] grid, double h0Multiplier,
+                         PartitionStrategy partition, Dependency.Proxy proxy, DependencyForward dependencyForward,
+                         boolean perSite, int perSiteSweeps, double visionPercentile, int searchSamples, long seed,
+                         SoftAssignment.Temperature temperature, double tau, VeoConfig veoConfig) {
         /** The paper's candidates: 1.0 down to 0.98 in steps of 0.005 (§4.1). */
         public static final double[] PAPER_GRID = {1.0, 0.995, 0.99, 0.985, 0.98};
-        public static final Config DEFAULT = new Config(true, 3, PAPER_GRID, 1.0, PartitionStrategy.GREEDY,
-                Dependency.Proxy.ENTROPY, false, 2, 1.0, 0, 0, SoftAssignment.Temperature.GRID,
-                Dependency.Settings.DEFAULT_TAU);
+        /** Q-VLM: CDM and VEO on. */
+        public static final Config DEFAULT = new Config(true, true, 3, PAPER_GRID, 1.0, PartitionStrategy.GREEDY,
+                Dependency.Proxy.ENTROPY, DependencyForward.QUANTIZED, false, 2, 1.0, 0, 0,
+                SoftAssignment.Temperature.GRID, Dependency.Settings.DEFAULT_TAU, VeoConfig.defaults());
 
         public Config {
             if (maxDepth < 1) {
@@ -114,8 +142,10 @@ public final class QvlmMethod implements QuantMethod {
             if (!(h0Multiplier >= 0) || !Double.isFinite(h0Multiplier)) {
                 throw new IllegalArgumentException("qvlm: --h0 multiplier must be finite and >= 0, got " + h0Multiplier);
             }
-            if (partition == null || proxy == null || temperature == null) {
-                throw new IllegalArgumentException("qvlm: partition strategy, proxy and temperature mode must be set");
+            if (partition == null || proxy == null || dependencyForward == null || temperature == null
+                    || veoConfig == null) {
+                throw new IllegalArgumentException("qvlm: partition strategy, proxy, dependency forward, temperature mode "
+                        + "and VEO settings must be set");
             }
             if (perSiteSweeps < 1) {
                 throw new IllegalArgumentException("qvlm: per-site sweeps must be >= 1, got " + perSiteSweeps);
@@ -136,14 +166,47 @@ public final class QvlmMethod implements QuantMethod {
             return grid.clone();
         }
 
+        /** The row of the paper's Table 1 this configuration is: baseline, +cdm, +veo or q-vlm. */
+        public String label() {
+            return cdm ? (veo ? "q-vlm" : "+cdm") : (veo ? "+veo" : "baseline");
+        }
+
+        public Config withCdm(boolean on) {
+            return new Config(on, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig);
+        }
+
+        public Config withVeo(boolean on) {
+            return new Config(cdm, on, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig);
+        }
+
+        public Config withVeoConfig(VeoConfig v) {
+            return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, v);
+        }
+
+        /** The block rule's settings replaced: depth, candidate grid and h0 multiplier. */
+        public Config withBlocks(int depth, double[] g, double h0) {
+            return new Config(cdm, veo, depth, g, h0, partition, proxy, dependencyForward, perSite, perSiteSweeps,
+                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig);
+        }
+
+        public Config withDependencyForward(DependencyForward f) {
+            return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, f, perSite, perSiteSweeps,
+                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig);
+        }
+
         ObjectNode toJson() {
             ObjectNode n = WorkDir.JSON.createObjectNode();
             n.put("cdm", cdm);
+            n.put("veo", veo);
             n.put("max_depth", maxDepth);
             n.set("grid", WorkDir.doubles(grid));
             n.put("h0_multiplier", h0Multiplier);
             n.put("partition", partition.name());
             n.put("proxy", proxy.name());
+            n.put("dependency_forward", dependencyForward.name());
             n.put("per_site", perSite);
             n.put("per_site_sweeps", perSiteSweeps);
             n.put("vision_percentile", visionPercentile);
@@ -151,8 +214,23 @@ public final class QvlmMethod implements QuantMethod {
             n.put("seed", seed);
             n.put("temperature", temperature.name());
             n.put("tau", tau);
+            n.set("veo_config", veoJson(veoConfig));
             return n;
         }
+    }
+
+    static ObjectNode veoJson(VeoConfig v) {
+        ObjectNode n = WorkDir.JSON.createObjectNode();
+        n.put("eta", v.eta());
+        n.put("lambda1", v.lambda1());
+        n.put("lambda2", v.lambda2());
+        n.put("lr", v.lr());
+        n.put("epochs", v.epochs());
+        n.put("batch", v.batch());
+        n.put("samples", v.samples());
+        n.put("seed", v.seed());
+        n.put("bits", v.bits());
+        return n;
     }
 
     /** Candidate percentiles: each in (0.5, 1], duplicates dropped, in descending order (ties go to the first). */
@@ -169,38 +247,67 @@ public final class QvlmMethod implements QuantMethod {
                 .mapToDouble(Double::doubleValue).toArray();
     }
 
-    /** One searched block, as reported. */
+    /** One searched block, as reported (cost as recorded when it was first searched, also when resumed). */
     public record BlockResult(Partition.Block block, double[][] percentiles, double mse, long candidates, long forwards,
                               double seconds, boolean resumed) {
     }
 
-    /** The outcome of the last {@link #apply}: partition, dependency (null without CDM) and the blocks. */
-    public record Summary(Partition partition, Dependency dependency, double h0, List<BlockResult> blocks,
-                          Map<String, Ranges> ranges, double finalMse) {
+    /**
+     * What VEO ran on and produced.
+     *
+     * @param config    the settings it ran with (seed and bits as used)
+     * @param samples   where its samples came from, with their ids
+     * @param result    optimised vision ranges, loss terms before and after, epoch log, seconds
+     * @param resumed   epochs taken from the work directory rather than run by this process
+     */
+    public record VeoRun(VeoConfig config, ObjectNode samples, VeoResult result, int resumed) {
+    }
+
+    /**
+     * The outcome of the last {@link #apply}.
+     *
+     * @param label         the Table 1 row ({@link Config#label()})
+     * @param prompts       calibration prompts (the dependency's); searchPrompts: those the search used
+     * @param searchTokens  tokens of the search prompts
+     * @param veo           VEO's run, or null when it did not run
+     * @param dependency    null without CDM
+     * @param stages        wall seconds of this process per stage, in order, and "total"
+     */
+    public record Summary(String label, int prompts, int searchPrompts, long searchTokens, VeoRun veo,
+                          Partition partition, Dependency dependency, double h0, List<BlockResult> blocks,
+                          Map<String, Ranges> ranges, double finalMse, Map<String, Double> stages) {
     }
 
     private final Config config;
     private final CalibrationSamples.Source source;
+    private final VeoInputs.Source veoSource;
     private final Path workDir;
     private final Map<String, Ranges> visionRanges;
     private final Consumer<String> progress;
     private int stopAfterBlocks = -1;
+    private int stopAfterVeoEpochs = -1;
     private Summary last;
 
     /**
      * @param source       where the calibration prompts come from
+     * @param veoSource    where VEO's samples and trainable model come from (may be null when
+     *                     config.veo() is off)
      * @param workDir      checkpoint directory, or null for none
      * @param visionRanges static ranges for vision-tower / projector input sites that replace the
-     *                     calibrated ones (e.g. from VEO); empty for none
+     *                     calibrated ones (VEO then starts from them); empty for none
      * @param progress     receives one line per step
      */
-    public QvlmMethod(Config config, CalibrationSamples.Source source, Path workDir,
+    public QvlmMethod(Config config, CalibrationSamples.Source source, VeoInputs.Source veoSource, Path workDir,
                       Map<String, Ranges> visionRanges, Consumer<String> progress) {
         this.config = config;
         this.source = source;
+        this.veoSource = veoSource;
         this.workDir = workDir;
         this.visionRanges = visionRanges == null ? Map.of() : Map.copyOf(visionRanges);
         this.progress = progress == null ? s -> { } : progress;
+        if (config.veo() && veoSource == null) {
+            throw new IllegalArgumentException("qvlm: VEO is on but no source of its samples was given");
+        }
         for (String site : this.visionRanges.keySet()) {
             if (!(site.startsWith("vision.") || site.startsWith("projector.")) || !site.endsWith(".in")) {
                 throw new IllegalArgumentException("qvlm: given range for site '" + site + "': expected a vision-tower or "
@@ -229,10 +336,16 @@ public final class QvlmMethod implements QuantMethod {
         return this;
     }
 
-    /** Thrown by the test hook {@link #stopAfterBlocks}: a simulated kill. */
+    /** Test hook: throw after this many VEO epochs have been run and checkpointed (fewer than all). */
+    QvlmMethod stopAfterVeoEpochs(int n) {
+        this.stopAfterVeoEpochs = n;
+        return this;
+    }
+
+    /** Thrown by the test hooks: a simulated kill. */
     static final class Stopped extends RuntimeException {
-        Stopped(int blocks) {
-            super("stopped after " + blocks + " blocks");
+        Stopped(String what) {
+            super("stopped after " + what);
         }
     }
 
@@ -259,34 +372,57 @@ public final class QvlmMethod implements QuantMethod {
 
     @Override
     public QuantResult apply(LlavaModel model, QuantPlan plan, CalibrationStats stats) {
+        Stages stages = new Stages();
         int layers = model.config().textConfig().numHiddenLayers();
         OptionalInt bits = llmInputBits(plan, layers);
+        progress.accept("qvlm: " + config.label() + " (CDM " + (config.cdm() ? "on" : "off") + ", VEO "
+                + (config.veo() ? "on" : "off") + ")");
         // a weight-only plan has nothing to search and needs no prompts
         List<CalibrationSamples.Sample> all = bits.isPresent() ? source.load(model, stats) : List.of();
         List<CalibrationSamples.Sample> searchSet = CalibrationSamples.subset(all, config.searchSamples(), config.seed());
         Map<String, WeightMatrix> qWeights = quantizeWeights(model, plan);
         Map<String, Ranges> ranges = fixedRanges(model, plan, stats);
-        WorkDir work = workDir == null ? WorkDir.none() : WorkDir.open(workDir, runIdentity(plan, stats, all, searchSet));
+        stages.end("prompts_and_weights");
+
+        VeoConfig veoCfg = null;
+        VeoInputs.Loaded veoIn = null;
+        if (config.veo() && bits.isPresent()) {
+            if (ranges.keySet().stream().anyMatch(s -> VeoForward.isLearnable(s.substring(0, s.length() - 3)))) {
+                veoCfg = config.veoConfig().withSeed(stats.manifest().path("seed").asLong(0)).withBits(bits.getAsInt());
+                veoIn = veoSource.load(model, stats, veoCfg.samples(), veoCfg.seed());
+            } else {
+                progress.accept("qvlm: VEO skipped: the plan gives no vision-tower linear a static input spec");
+            }
+        }
+        WorkDir work = workDir == null ? WorkDir.none()
+                : WorkDir.open(workDir, runIdentity(plan, stats, all, searchSet, veoCfg, veoIn));
+
+        VeoRun veo = null;
+        if (veoIn != null) {
+            veo = visualEncoderOptimisation(model, plan, stats, ranges, veoCfg, veoIn, work);
+            ranges.putAll(veo.result().ranges());
+            stages.end("veo");
+        }
 
         Dependency dep = null;
         double h0 = Double.NaN;
         Partition partition = Partition.singletons(layers);
         if (bits.isPresent() && config.cdm()) {
-            dep = DependencyAnalysis.loadOrCompute(model, stats, all, new Dependency.Settings(bits.getAsInt(),
-                    config.temperature(), config.tau(), SoftAssignment.DEFAULT_TAIL), progress);
+            dep = dependency(model, plan, stats, all, qWeights, ranges, bits.getAsInt(), work);
+            stages.end("dependency");
             double[] pairs = dep.pairs(config.proxy());
             h0 = config.h0Multiplier() * Partition.meanPair(pairs);
             partition = config.partition() == PartitionStrategy.GREEDY
                     ? Partition.greedy(pairs, config.maxDepth(), h0)
                     : Partition.dp(pairs, config.maxDepth(), h0, config.grid().length);
+            progress.accept(String.format(Locale.ROOT, "qvlm: %s D(k,k+1) = %s on the %s forward, h0 = %.4g",
+                    config.proxy().name().toLowerCase(Locale.ROOT), Arrays.stream(pairs)
+                            .mapToObj(d -> String.format(Locale.ROOT, "%.4g", d)).toList(),
+                    config.dependencyForward().name().toLowerCase(Locale.ROOT), h0));
         }
-        work.save(WorkDir.PARTITION_FILE, partitionJson(partition, dep, h0));
-        if (dep != null) {
-            progress.accept(String.format(Locale.ROOT, "qvlm: %s D(k,k+1) = %s, h0 = %.4g", config.proxy().name()
-                    .toLowerCase(Locale.ROOT), Arrays.stream(dep.pairs(config.proxy()))
-                    .mapToObj(d -> String.format(Locale.ROOT, "%.4g", d)).toList(), h0));
-        }
+        work.save(WorkDir.PARTITION_FILE, partitionJson(partition, dep, h0, config.dependencyForward()));
         progress.accept("qvlm: partition " + partition.describe());
+        stages.end("partition");
 
         List<BlockResult> results = new ArrayList<>();
         double finalMse = Double.NaN;
@@ -318,10 +454,11 @@ public final class QvlmMethod implements QuantMethod {
                 finalMse = o.mse();
                 progress.accept(progressLine(i, blocks.size(), r));
                 if (!r.resumed() && stopAfterBlocks >= 0 && i + 1 >= stopAfterBlocks) {
-                    throw new Stopped(i + 1);
+                    throw new Stopped((i + 1) + " blocks");
                 }
             }
         }
+        stages.end("search");
 
         Map<String, WeightMatrix> installed = new LinkedHashMap<>();
         List<LayerReport> report = new ArrayList<>();
@@ -336,15 +473,31 @@ public final class QvlmMethod implements QuantMethod {
         }
         boolean anyInput = plan.entries().values().stream().anyMatch(e -> e.input() != null);
         FakeQuantTap tap = anyInput ? new FakeQuantTap(plan, ranges) : null;
-        last = new Summary(partition, dep, h0, List.copyOf(results), Map.copyOf(ranges), finalMse);
-        work.save(RESULT_FILE, resultJson(last));
+        last = new Summary(config.label(), all.size(), searchSet.size(),
+                searchSet.stream().mapToLong(CalibrationSamples.Sample::tokens).sum(), veo, partition, dep, h0,
+                List.copyOf(results), Map.copyOf(ranges), finalMse, stages.total());
+        work.save(RESULT_FILE, QvlmReport.json(this, last));
+        progress.accept(String.format(Locale.ROOT, "qvlm: %s done: %d blocks, final-layer MSE %.4g, %.1f s",
+                config.label(), results.size(), finalMse, last.stages().get(Stages.TOTAL)));
         return new QuantResult(NAME, installed, tap, Map.of(), report);
     }
 
     /**
+     * Runs the method on the FP model at modelDir and writes the quantized checkpoint out
+     * ({@link QuantizedExport}) with {@value #REPORT_FILE} beside it, in the same atomic rename.
+     */
+    public QuantizedExport.Summary export(Path modelDir, Path statsDir, Path out, QuantPlan plan) {
+        return QuantizedExport.run(new QuantizedExport.Request(modelDir, statsDir, out, this, plan), tmp -> {
+            ObjectNode report = QvlmReport.json(this, last);
+            report.set("checkpoint", QvlmReport.checkpointJson(tmp, modelDir));
+            Files.write(tmp.resolve(REPORT_FILE), WorkDir.JSON.writeValueAsBytes(report));
+        });
+    }
+
+    /**
      * Runs the search on the FP model at modelDir without building a packed checkpoint and writes,
-     * into the new directory out, {@value #RESULT_FILE} (the summary), {@value #RANGES_FILE} (the
-     * static ranges, {@code <site>.lo} / {@code <site>.hi} F32) and {@value #PLAN_FILE}.
+     * into the new directory out, {@value #REPORT_FILE}, {@value #RANGES_FILE} (the static ranges,
+     * {@code <site>.lo} / {@code <site>.hi} F32) and {@value #PLAN_FILE}.
      */
     public Summary searchOnly(Path modelDir, Path statsDir, Path out, QuantPlan plan) {
         if (Files.exists(out)) {
@@ -367,7 +520,7 @@ public final class QvlmMethod implements QuantMethod {
             Files.createDirectories(abs.getParent());
             tmp = AtomicFiles.tempSiblingDirectory(abs);
             w.write(tmp.resolve(RANGES_FILE));
-            Files.write(tmp.resolve(RESULT_FILE), WorkDir.JSON.writeValueAsBytes(resultJson(s)));
+            Files.write(tmp.resolve(REPORT_FILE), WorkDir.JSON.writeValueAsBytes(QvlmReport.json(this, s)));
             Files.writeString(tmp.resolve(PLAN_FILE), plan.toJson());
             Files.move(tmp, abs);
             tmp = null;
@@ -375,7 +528,7 @@ public final class QvlmMethod implements QuantMethod {
             throw new UncheckedIOException(out + ": cannot write the search result: " + e.getMessage(), e);
         } finally {
             if (tmp != null) {
-                for (String f : List.of(RANGES_FILE, RESULT_FILE, PLAN_FILE)) {
+                for (String f : List.of(RANGES_FILE, REPORT_FILE, PLAN_FILE)) {
                     tmp.resolve(f).toFile().delete();
                 }
                 tmp.toFile().delete();
@@ -384,39 +537,158 @@ public final class QvlmMethod implements QuantMethod {
         return s;
     }
 
-    /** The summary as JSON (what {@code result.json} holds). */
-    public ObjectNode resultJson(Summary s) {
-        ObjectNode n = WorkDir.JSON.createObjectNode();
-        n.put("method", NAME);
-        n.put("version", FORMAT_VERSION);
-        n.set("config", config.toJson());
-        n.set("partition", partitionJson(s.partition(), s.dependency(), s.h0()));
-        ArrayNode blocks = n.putArray("blocks");
-        double seconds = 0;
-        long forwards = 0;
-        long candidates = 0;
-        for (BlockResult r : s.blocks()) {
-            ObjectNode o = blocks.addObject();
-            o.put("first", r.block().first());
-            o.put("last", r.block().last());
-            ArrayNode ps = o.putArray("percentiles");
-            for (double[] layer : r.percentiles()) {
-                ps.add(WorkDir.doubles(layer));
-            }
-            o.put("mse", r.mse());
-            o.put("candidates", r.candidates());
-            o.put("forwards", r.forwards());
-            o.put("seconds", r.seconds());
-            seconds += r.seconds();
-            forwards += r.forwards();
-            candidates += r.candidates();
+    /** Wall seconds per stage of one apply, measured from the previous stage's end. */
+    static final class Stages {
+        static final String TOTAL = "total";
+        private final long start = System.nanoTime();
+        private long mark = start;
+        private final Map<String, Double> seconds = new LinkedHashMap<>();
+
+        void end(String stage) {
+            long now = System.nanoTime();
+            seconds.put(stage, (now - mark) / 1e9);
+            mark = now;
         }
-        n.put("final_mse", s.finalMse());
-        ObjectNode cost = n.putObject("search_cost");
-        cost.put("seconds", seconds);
-        cost.put("forwards", forwards);
-        cost.put("candidates", candidates);
-        return n;
+
+        Map<String, Double> total() {
+            Map<String, Double> out = new LinkedHashMap<>(seconds);
+            out.put(TOTAL, (System.nanoTime() - start) / 1e9);
+            return out;
+        }
+    }
+
+    // ------------------------------------------------------------------ VEO and dependency
+
+    /**
+     * VEO of the vision ranges, started from ranges (vision and projector as calibrated or given)
+     * with the LLM's inputs at their calibrated min/max; resumed from, and checkpointed per epoch
+     * into, the work directory.
+     */
+    private VeoRun visualEncoderOptimisation(LlavaModel model, QuantPlan plan, CalibrationStats stats,
+                                             Map<String, Ranges> ranges, VeoConfig cfg, VeoInputs.Loaded in,
+                                             WorkDir work) {
+        Map<String, Ranges> initial = new LinkedHashMap<>(ranges);
+        initial.putAll(llmCalibrated(model, plan, stats));
+        ObjectNode samples = in.description().deepCopy();
+        samples.set("ids", VeoInputs.idArray(in.ids()));
+        VeoCheckpoint.Store store = null;
+        if (work.enabled()) {
+            VeoCheckpoint.Store file = VeoCheckpoint.at(work.path().resolve(WorkDir.VEO_FILE));
+            Optional<VeoResult> done = VeoCheckpoint.finished(file, model.config(), plan, initial, cfg.epochs());
+            if (done.isPresent()) {
+                progress.accept(veoLine(done.get()) + " [resumed]");
+                return new VeoRun(cfg, samples, done.get(), cfg.epochs());
+            }
+            store = stopping(file);
+        }
+        int resumed = store == null ? 0 : store.load().map(VeoCheckpoint.State::epochsDone).orElse(0);
+        progress.accept(String.format(Locale.ROOT, "qvlm: VEO on %d samples, %d epochs of batch %d, lr %.3g, eta %.3g, "
+                        + "lambda1 %.3g, lambda2 %.3g, seed %d%s", in.samples().size(), cfg.epochs(), cfg.batch(),
+                cfg.lr(), cfg.eta(), cfg.lambda1(), cfg.lambda2(), cfg.seed(),
+                resumed > 0 ? ", resuming after epoch " + resumed : ""));
+        long[] lastLine = {System.nanoTime()};
+        int batches = (in.samples().size() + cfg.batch() - 1) / cfg.batch();
+        VeoResult r = VisualEncoderOptimizer.run(in.model().get(), plan, initial, in.samples(), cfg, p -> {
+            long now = System.nanoTime();
+            if (p.step() % batches == 0 || (now - lastLine[0]) / 1e9 >= VEO_PROGRESS_INTERVAL_S) {
+                lastLine[0] = now;
+                progress.accept(String.format(Locale.ROOT, "qvlm: VEO epoch %d/%d, update %d/%d, batch loss %.5g, "
+                                + "%.1f s, ETA %.0f s", p.epoch(), p.epochs(), p.step(), p.steps(), p.batchLoss(),
+                        p.elapsedSeconds(), p.etaSeconds()));
+            }
+        }, store);
+        progress.accept(veoLine(r));
+        return new VeoRun(cfg, samples, r, resumed);
+    }
+
+    private static String veoLine(VeoResult r) {
+        return String.format(Locale.ROOT, "qvlm: VEO loss %.5g -> %.5g (L_reg %.5g -> %.5g, L_ent %.5g -> %.5g, "
+                        + "vision error %.4g -> %.4g, final-layer error %.4g -> %.4g), %.1f s", r.initial().total(),
+                r.last().total(), r.initial().reg(), r.last().reg(), r.initial().ent(), r.last().ent(),
+                r.initial().errVision(), r.last().errVision(), r.initial().errLlm(), r.last().errLlm(), r.seconds());
+    }
+
+    /** A store that throws {@link Stopped} once the test hook's epoch count is saved. */
+    private VeoCheckpoint.Store stopping(VeoCheckpoint.Store s) {
+        return new VeoCheckpoint.Store() {
+            @Override
+            public Optional<VeoCheckpoint.State> load() {
+                return s.load();
+            }
+
+            @Override
+            public void save(VeoCheckpoint.State st) {
+                s.save(st);
+                if (!st.finished() && st.epochsDone() == stopAfterVeoEpochs) {
+                    throw new Stopped(st.epochsDone() + " VEO epochs");
+                }
+            }
+
+            @Override
+            public Path file() {
+                return s.file();
+            }
+        };
+    }
+
+    /**
+     * The dependency of consecutive decoder layers: on the floating-point model (cached with the
+     * statistics), or on the quantized forward of RTN weights and the current ranges, the LLM's inputs
+     * at their calibrated min/max (cached in the work directory).
+     */
+    private Dependency dependency(LlavaModel model, QuantPlan plan, CalibrationStats stats,
+                                  List<CalibrationSamples.Sample> all, Map<String, WeightMatrix> qWeights,
+                                  Map<String, Ranges> ranges, int bits, WorkDir work) {
+        Dependency.Settings settings = new Dependency.Settings(bits, config.temperature(), config.tau(),
+                SoftAssignment.DEFAULT_TAIL);
+        if (config.dependencyForward() == DependencyForward.FP) {
+            return DependencyAnalysis.loadOrCompute(model, stats, all, settings, progress);
+        }
+        Path cache = work.enabled() ? work.path().resolve(WorkDir.DEPENDENCY_FILE) : null;
+        if (cache != null && Files.isRegularFile(cache)) {
+            progress.accept("dependency: reusing " + cache);
+            return Dependency.read(cache);
+        }
+        ObjectNode source = ((ObjectNode) DependencyAnalysis.source(stats, all)).deepCopy();
+        source.put("forward", "quantized");
+        Map<String, Ranges> quantized = new LinkedHashMap<>(ranges);
+        quantized.putAll(llmCalibrated(model, plan, stats));
+        Map<String, WeightMatrix> fp = new LinkedHashMap<>();
+        Dependency d;
+        try {
+            for (Linear l : model.linears()) {
+                WeightMatrix q = qWeights.get(l.name());
+                if (q != null) {
+                    fp.put(l.name(), l.weight());
+                    l.replaceWeight(q);
+                }
+            }
+            d = DependencyAnalysis.compute(model, stats, all, settings, WorkDir.canonical(source), progress,
+                    tap -> new FakeQuantTap(plan, quantized, tap));
+        } finally {
+            for (Linear l : model.linears()) {
+                WeightMatrix w = fp.get(l.name());
+                if (w != null) {
+                    l.replaceWeight(w);
+                }
+            }
+        }
+        if (cache != null) {
+            AtomicFiles.writeString(cache, d.toJson());
+        }
+        return d;
+    }
+
+    /** Calibrated min/max ranges (p = 1) of every static input site of the decoder layers. */
+    private static Map<String, Ranges> llmCalibrated(LlavaModel model, QuantPlan plan, CalibrationStats stats) {
+        Map<String, Ranges> out = new LinkedHashMap<>();
+        for (Linear l : model.linears()) {
+            QuantSpec spec = plan.forLinear(l.name()).input();
+            if (spec != null && !spec.dynamic() && l.name().startsWith("llm.layers.")) {
+                out.put(l.name() + ".in", SiteRanges.of(stats, l.name() + ".in", spec, 1.0));
+            }
+        }
+        return out;
     }
 
     // ------------------------------------------------------------------ parts of apply
@@ -494,7 +766,7 @@ public final class QvlmMethod implements QuantMethod {
     }
 
     private ObjectNode runIdentity(QuantPlan plan, CalibrationStats stats, List<CalibrationSamples.Sample> all,
-                                   List<CalibrationSamples.Sample> searchSet) {
+                                   List<CalibrationSamples.Sample> searchSet, VeoConfig veoCfg, VeoInputs.Loaded veoIn) {
         ObjectNode n = WorkDir.JSON.createObjectNode();
         n.put("method", NAME);
         n.put("version", FORMAT_VERSION);
@@ -509,6 +781,12 @@ public final class QvlmMethod implements QuantMethod {
         searchSet.forEach(s -> ids.add(s.id()));
         ObjectNode given = n.putObject("vision_ranges");
         new TreeMap<>(visionRanges).forEach((site, r) -> given.put(site, digest(r)));
+        if (veoIn != null) {
+            ObjectNode v = n.putObject("veo");
+            v.set("config", veoJson(veoCfg));
+            v.set("source", veoIn.description());
+            v.set("samples", VeoInputs.idArray(veoIn.ids()));
+        }
         return n;
     }
 
@@ -524,9 +802,12 @@ public final class QvlmMethod implements QuantMethod {
         }
     }
 
-    private static ObjectNode partitionJson(Partition p, Dependency dep, double h0) {
+    static ObjectNode partitionJson(Partition p, Dependency dep, double h0, DependencyForward forward) {
         ObjectNode n = WorkDir.JSON.createObjectNode();
         n.put("strategy", p.strategy());
+        if (dep != null) {
+            n.put("dependency_forward", forward.name());
+        }
         if (Double.isFinite(h0)) {
             n.put("h0", h0);
         }
@@ -601,7 +882,7 @@ public final class QvlmMethod implements QuantMethod {
         }
     }
 
-    private static double[][] percentiles(int[][] choice, BlockSearch search) {
+    static double[][] percentiles(int[][] choice, BlockSearch search) {
         double[][] out = new double[choice.length][];
         for (int d = 0; d < choice.length; d++) {
             out[d] = new double[choice[d].length];

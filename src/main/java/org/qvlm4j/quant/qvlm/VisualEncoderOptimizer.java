@@ -10,11 +10,8 @@ import java.util.SplittableRandom;
 import java.util.function.Consumer;
 import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.data.ScienceQaProblem;
-import org.qvlm4j.eval.ScienceQaPrompt;
 import org.qvlm4j.io.config.LlavaConfig;
-import org.qvlm4j.io.image.ClipImageProcessor;
 import org.qvlm4j.io.image.PadMode;
-import org.qvlm4j.io.text.LlavaTokenizer;
 import org.qvlm4j.io.text.PromptTemplate;
 import org.qvlm4j.model.LlavaModel;
 import org.qvlm4j.quant.QuantPlan;
@@ -59,7 +56,9 @@ import org.qvlm4j.train.optim.CosineSchedule;
  * stated in {@link VeoForward}: the per-slot clipping factors of the vision sites, nothing else.
  *
  * <p>Deterministic: the same model, plan, ranges, samples and config give the same bytes (every
- * parallel kernel used by the forward owns each output element on one thread).
+ * parallel kernel used by the forward owns each output element on one thread). With a
+ * {@link VeoCheckpoint.Store} the state is saved after every epoch and a rerun continues after the
+ * last saved one, to the same bytes.
  *
  * <p>Left out: a joint entropy over a whole batch (each sample's entropy is its own; the mean over
  * the batch is optimised), projector and LLM ranges (fixed: the LLM's search is cross-layer
@@ -136,22 +135,9 @@ public final class VisualEncoderOptimizer {
         try (LlavaModel runtime = LlavaModel.load(r.modelDir())) {
             r.stats().checkModel(r.modelDir(), runtime);
         }
-        List<ScienceQaProblem> withImage = ScienceQaDataset.load(r.dataDir()).split(Calibrator.DEFAULT_SPLIT).stream()
-                .filter(ScienceQaProblem::hasImage).toList();
-        int n = r.config().samples();
-        if (n > withImage.size()) {
-            throw new IllegalArgumentException("VEO config key samples: expected at most " + withImage.size()
-                    + " (problems with an image in split " + Calibrator.DEFAULT_SPLIT + " of " + r.dataDir() + "), got " + n);
-        }
-        List<TrainingExample> examples = new ArrayList<>();
-        try (LlavaTokenizer tok = LlavaTokenizer.load(r.modelDir())) {
-            QcmExampleEncoder encoder = new QcmExampleEncoder(tok, model.config(),
-                    ClipImageProcessor.forModelDir(r.modelDir(), r.padMode()), r.template(), ScienceQaPrompt::message,
-                    r.answerStyle());
-            for (ScienceQaProblem p : Calibrator.sample(withImage, n, r.config().seed())) {
-                examples.add(encoder.encode(p));
-            }
-        }
+        List<ScienceQaProblem> drawn = VeoInputs.draw(r.dataDir(), r.config().samples(), r.config().seed());
+        List<TrainingExample> examples = VeoInputs.encode(r.modelDir(), model.config(), drawn, r.template(),
+                r.padMode(), r.answerStyle());
         return run(model, r.plan(), VeoRanges.fromStats(r.stats(), r.plan(), model.config()), examples, r.config(),
                 progress);
     }
@@ -166,7 +152,18 @@ public final class VisualEncoderOptimizer {
      */
     public static VeoResult run(TrainableLlava model, QuantPlan plan, Map<String, Ranges> initial,
                                 List<TrainingExample> samples, VeoConfig cfg, Consumer<VeoResult.Progress> progress) {
-        return prepare(model, plan, initial, samples, cfg).optimise(progress);
+        return prepare(model, plan, initial, samples, cfg).optimise(progress, null);
+    }
+
+    /**
+     * As {@link #run(TrainableLlava, QuantPlan, Map, List, VeoConfig, Consumer)}, saving the state to
+     * store after every epoch and starting from the state it holds, if any: a run killed after epoch
+     * e and restarted with the same inputs continues with epoch e + 1 and ends with the same bytes.
+     */
+    static VeoResult run(TrainableLlava model, QuantPlan plan, Map<String, Ranges> initial,
+                         List<TrainingExample> samples, VeoConfig cfg, Consumer<VeoResult.Progress> progress,
+                         VeoCheckpoint.Store store) {
+        return prepare(model, plan, initial, samples, cfg).optimise(progress, store);
     }
 
     /** The optimiser with its references computed, before any update (for tests of its parts). */
@@ -180,7 +177,7 @@ public final class VisualEncoderOptimizer {
         return hook;
     }
 
-    private VeoResult optimise(Consumer<VeoResult.Progress> progress) {
+    private VeoResult optimise(Consumer<VeoResult.Progress> progress, VeoCheckpoint.Store store) {
         long t0 = System.nanoTime();
         List<Tensor> params = hook.parameters();
         AdamW opt = AdamW.of(params, WEIGHT_DECAY);
@@ -188,11 +185,33 @@ public final class VisualEncoderOptimizer {
         int steps = batches * cfg.epochs();
         CosineSchedule schedule = new CosineSchedule(cfg.lr(), 0, steps, 0.0);
         SplittableRandom order = new SplittableRandom(cfg.seed());
-        double[] weights = jacobianWeights();
-        VeoResult.Terms initial = evaluate(weights);
+        VeoCheckpoint.State saved = store == null ? null : store.load().orElse(null);
+        double[] weights;
+        VeoResult.Terms initial;
         List<VeoResult.Epoch> log = new ArrayList<>();
         int step = 0;
-        for (int epoch = 1; epoch <= cfg.epochs(); epoch++) {
+        int firstEpoch = 1;
+        double secondsBefore = 0;
+        if (saved != null) {
+            if (saved.epochs() != cfg.epochs() || saved.epochsDone() > cfg.epochs()) {
+                throw new IllegalArgumentException("VEO checkpoint: keys epochs/epochs_done: recorded " + saved.epochsDone()
+                        + " of " + saved.epochs() + " epochs, this run has " + cfg.epochs());
+            }
+            VeoCheckpoint.restore(saved, params, opt, store.file());
+            for (int e = 0; e < saved.epochsDone(); e++) {
+                permutation(samples.size(), order); // the orders of the epochs done, so the rest draw the same
+            }
+            initial = saved.initial();
+            log.addAll(saved.log());
+            step = saved.step();
+            firstEpoch = saved.epochsDone() + 1;
+            secondsBefore = saved.seconds();
+            weights = log.isEmpty() ? jacobianWeights() : log.getLast().weights();
+        } else {
+            weights = jacobianWeights();
+            initial = evaluate(weights);
+        }
+        for (int epoch = firstEpoch; epoch <= cfg.epochs(); epoch++) {
             if (epoch > 1) {
                 weights = jacobianWeights();
             }
@@ -221,9 +240,17 @@ public final class VisualEncoderOptimizer {
                 }
             }
             log.add(new VeoResult.Epoch(epoch, weights, acc.mean(), lr));
+            if (store != null && epoch < cfg.epochs()) {
+                store.save(VeoCheckpoint.capture(epoch, cfg.epochs(), step, params, opt, initial, null, log,
+                        secondsBefore + (System.nanoTime() - t0) / 1e9));
+            }
         }
-        VeoResult.Terms last = evaluate(weights);
-        return new VeoResult(hook.ranges(), initial, last, log, (System.nanoTime() - t0) / 1e9);
+        VeoResult.Terms last = saved != null && saved.finished() ? saved.last() : evaluate(weights);
+        double seconds = saved != null && saved.finished() ? saved.seconds() : secondsBefore + (System.nanoTime() - t0) / 1e9;
+        if (store != null && (saved == null || !saved.finished())) {
+            store.save(VeoCheckpoint.capture(cfg.epochs(), cfg.epochs(), step, params, opt, initial, last, log, seconds));
+        }
+        return new VeoResult(hook.ranges(), initial, last, log, seconds);
     }
 
     /** Floating-point references per sample and the entropy grids, from forwards of the FP model. */

@@ -17,15 +17,20 @@ import org.qvlm4j.io.AtomicFiles;
 
 /**
  * The checkpoint directory of a Q-VLM search, so that a killed run resumes to the same result:
- * {@value #RUN_FILE} holds the run's identity (configuration, plan, statistics and prompts; a
- * different run refuses the directory, naming the first key that differs), {@value #PARTITION_FILE}
- * the partition and the dependencies behind it, {@code block-NNNN.json} each finished block's choice
- * and cost (written atomically right after the block), {@code result.json} the summary of a
- * finished run. Without a directory nothing is stored and nothing resumes.
+ * {@value #RUN_FILE} holds the run's identity (configuration, plan, statistics, prompts and VEO's
+ * samples; a different run refuses the directory, naming the first key that differs),
+ * {@value #VEO_FILE} VEO's state after its last finished epoch, {@value #DEPENDENCY_FILE} the
+ * dependency measured on the quantized forward, {@value #PARTITION_FILE} the partition and the
+ * dependencies behind it, {@code block-NNNN.json} each finished block's choice and cost (written
+ * atomically right after the block), {@code result.json} the report of a finished run. Without a directory nothing is stored and nothing resumes.
  */
 final class WorkDir {
     static final String RUN_FILE = "run.json";
     static final String PARTITION_FILE = "partition.json";
+    /** VEO's state after its last finished epoch ({@link VeoCheckpoint}). */
+    static final String VEO_FILE = "veo.safetensors";
+    /** The dependency measured on the quantized forward. */
+    static final String DEPENDENCY_FILE = "dependency.json";
     static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
     private final Path dir; // or null

@@ -18,6 +18,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.qvlm4j.cli.Main;
 import org.qvlm4j.io.safetensors.SafeTensors;
+import org.qvlm4j.model.LlavaModel;
 import org.qvlm4j.model.QuantizedLayouts;
 
 /** {@code quantize --method qvlm} and {@code analyze} through the CLI on the five-layer fixture. */
@@ -47,12 +48,12 @@ class QvlmCliTest {
     void searchOnlyWritesRangesAndReport() throws Exception {
         Path out = tmp.resolve("search");
         Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
-                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.99", "--partition", "dp", "--search-only",
+                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.99", "--partition", "dp", "--no-veo", "--search-only",
                 "--work", tmp.resolve("work").toString(), "--out", out.toString());
         assertEquals(0, r.code(), r.err());
-        assertTrue(r.out().startsWith("qvlm: dp "), r.out());
+        assertTrue(r.out().startsWith("qvlm +cdm: dp "), r.out());
         assertTrue(r.err().contains("qvlm: block 1/"), r.err());
-        JsonNode result = JSON.readTree(out.resolve(QvlmMethod.RESULT_FILE).toFile());
+        JsonNode result = JSON.readTree(out.resolve(QvlmMethod.REPORT_FILE).toFile());
         assertTrue(result.get("final_mse").asDouble() > 0);
         assertEquals("DP", result.get("config").get("partition").asText());
         int layers = 0;
@@ -65,6 +66,39 @@ class QvlmCliTest {
             assertEquals(32, st.get("llm.layers.4.mlp.down_proj.in.hi").numel());
         }
         assertTrue(Files.isRegularFile(tmp.resolve("work").resolve("partition.json")));
+    }
+
+    @Test
+    void quantizeWritesACheckpointWithItsReport() throws Exception {
+        Path out = tmp.resolve("qvlm-w4a4");
+        Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.99", "--veo-samples", "2", "--veo-epochs", "1",
+                "--veo-batch", "2", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().startsWith("qvlm q-vlm: greedy "), r.out());
+        assertTrue(r.out().contains("packed linears"), r.out());
+        for (String stage : List.of("qvlm: q-vlm (CDM on, VEO on)", "qvlm: VEO on 2 samples", "qvlm: VEO epoch 1/1",
+                "qvlm: VEO loss", "on the quantized forward", "qvlm: partition", "qvlm: block 1/")) {
+            assertTrue(r.err().contains(stage), stage + " in " + r.err());
+        }
+        JsonNode report = JSON.readTree(out.resolve(QvlmMethod.REPORT_FILE).toFile());
+        assertEquals("q-vlm", report.get("configuration").asText());
+        assertEquals(QvlmFixture.CALIB_SEED, report.get("veo").get("config").get("seed").asLong());
+        assertEquals(4, report.get("veo").get("config").get("bits").asInt(), "the entropy grid has 2^abits levels");
+        assertEquals("data", report.get("veo").get("samples").get("source").asText());
+        assertEquals("LETTER", report.get("veo").get("samples").get("answer_style").asText());
+        assertEquals(QvlmFixture.CALIB_SAMPLES, report.get("calibration").get("prompts").asInt());
+        try (LlavaModel q = LlavaModel.load(out)) {
+            assertTrue(q.linears().stream().anyMatch(l -> l.inputQuantizer() != null));
+        }
+
+        // more VEO samples than the train split has problems with an image: exit 2, nothing written
+        Path bad = tmp.resolve("qvlm-bad");
+        r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--abits", "4", "--veo-samples", "99", "--out", bad.toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("VEO config key samples: expected at most") && r.err().contains("got 99"), r.err());
+        assertFalse(Files.exists(bad));
     }
 
     @Test

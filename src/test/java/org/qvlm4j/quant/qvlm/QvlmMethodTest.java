@@ -58,10 +58,11 @@ class QvlmMethodTest {
         fx = QvlmFixture.shared();
     }
 
+    /** CDM alone (no VEO) with the paper's dependency on the FP model, as these tests pin partitions. */
     private static QvlmMethod.Config config(boolean cdm, int maxDepth, double h0) {
-        QvlmMethod.Config d = QvlmMethod.Config.DEFAULT;
-        return new QvlmMethod.Config(cdm, maxDepth, new double[] {1.0, 0.99, 0.98}, h0, d.partition(), d.proxy(),
-                false, d.perSiteSweeps(), 1.0, 0, 0, d.temperature(), d.tau());
+        return QvlmMethod.Config.DEFAULT.withVeo(false).withCdm(cdm)
+                .withDependencyForward(QvlmMethod.DependencyForward.FP)
+                .withBlocks(maxDepth, new double[] {1.0, 0.99, 0.98}, h0);
     }
 
     // ------------------------------------------------------------------ tiny-llava fixture
@@ -142,7 +143,7 @@ class QvlmMethodTest {
              LlavaModel m = LlavaModel.load(TINY);
              LlavaModel rtnModel = LlavaModel.load(TINY)) {
             List<float[]> fp = lastLayer(m, prompts);
-            QvlmMethod method = new QvlmMethod(config(true, 3, 1.0), CalibrationSamples.of(prompts), null, Map.of(), null);
+            QvlmMethod method = new QvlmMethod(config(true, 3, 1.0), CalibrationSamples.of(prompts), null, null, Map.of(), null);
             QuantResult r = method.apply(m, plan, stats);
             QvlmMethod.Summary s = method.summary();
             assertEquals(2, s.partition().layers());
@@ -203,7 +204,7 @@ class QvlmMethodTest {
     void cdmPartitionsAndLayerWiseBaseline() {
         try (LlavaModel m = fx.load(); CalibrationStats st = fx.loadStats()) {
             // h0 = 0: every positive dependency joins, so blocks fill up to the depth
-            QvlmMethod cdm = new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), null,
+            QvlmMethod cdm = new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), null, null,
                     Map.of(), null);
             cdm.apply(m, QvlmFixture.w4a4(), st);
             assertEquals("greedy [0..2] [3..4]", cdm.summary().partition().describe());
@@ -211,7 +212,7 @@ class QvlmMethodTest {
             assertEquals(0.0, cdm.summary().h0());
         }
         try (LlavaModel m = fx.load(); CalibrationStats st = fx.loadStats()) {
-            QvlmMethod lw = new QvlmMethod(config(false, 3, 1.0), CalibrationSamples.fromStats(fx.model, null), null,
+            QvlmMethod lw = new QvlmMethod(config(false, 3, 1.0), CalibrationSamples.fromStats(fx.model, null), null, null,
                     Map.of(), null);
             lw.apply(m, QvlmFixture.w4a4(), st);
             assertEquals("layer-wise [0] [1] [2] [3] [4]", lw.summary().partition().describe());
@@ -225,19 +226,19 @@ class QvlmMethodTest {
         Path work = tmp.resolve("work-killed");
         QuantPlan plan = QvlmFixture.w4a4();
         List<String> log = new ArrayList<>();
-        QvlmMethod killed = new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), work,
+        QvlmMethod killed = new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), null, work,
                 Map.of(), log::add).stopAfterBlocks(1);
         assertThrows(QvlmMethod.Stopped.class, () -> killed.searchOnly(fx.model, fx.stats, tmp.resolve("out-killed"), plan));
         assertTrue(Files.exists(work.resolve("block-0000.json")));
         assertFalse(Files.exists(work.resolve("block-0001.json")));
 
         log.clear();
-        new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), work, Map.of(), log::add)
+        new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), null, work, Map.of(), log::add)
                 .searchOnly(fx.model, fx.stats, tmp.resolve("out-killed"), plan);
         assertTrue(log.stream().anyMatch(l -> l.contains("block 1/2") && l.contains("[resumed]")), log.toString());
         assertTrue(log.stream().anyMatch(l -> l.contains("block 2/2") && !l.contains("[resumed]")), log.toString());
 
-        new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), tmp.resolve("work-fresh"),
+        new QvlmMethod(config(true, 3, 0.0), CalibrationSamples.fromStats(fx.model, null), null, tmp.resolve("work-fresh"),
                 Map.of(), null).searchOnly(fx.model, fx.stats, tmp.resolve("out-fresh"), plan);
         assertArrayEquals(Files.readAllBytes(tmp.resolve("out-fresh").resolve(QvlmMethod.RANGES_FILE)),
                 Files.readAllBytes(tmp.resolve("out-killed").resolve(QvlmMethod.RANGES_FILE)));
@@ -251,7 +252,7 @@ class QvlmMethodTest {
 
         // a different search refuses the directory, naming the key that differs
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new QvlmMethod(config(true, 2, 0.0),
-                CalibrationSamples.fromStats(fx.model, null), work, Map.of(), null)
+                CalibrationSamples.fromStats(fx.model, null), null, work, Map.of(), null)
                 .searchOnly(fx.model, fx.stats, tmp.resolve("out-other"), plan));
         assertTrue(e.getMessage().contains("config.max_depth"), e.getMessage());
     }
@@ -263,7 +264,7 @@ class QvlmMethodTest {
             CalibrationSamples.Source unused = (model, stats) -> {
                 throw new AssertionError("a weight-only plan needs no calibration prompts");
             };
-            QvlmMethod q = new QvlmMethod(config(true, 3, 1.0), unused, null, Map.of(), null);
+            QvlmMethod q = new QvlmMethod(config(true, 3, 1.0), unused, null, null, Map.of(), null);
             QuantResult r = q.apply(m, plan, st);
             assertNull(r.tap());
             assertTrue(q.summary().blocks().isEmpty());
@@ -286,7 +287,7 @@ class QvlmMethodTest {
             Arrays.fill(lo, -0.5f);
             Arrays.fill(hi, 0.25f);
             Ranges given = new Ranges(lo, hi);
-            QvlmMethod q = new QvlmMethod(config(false, 3, 1.0), CalibrationSamples.fromStats(fx.model, null), null,
+            QvlmMethod q = new QvlmMethod(config(false, 3, 1.0), CalibrationSamples.fromStats(fx.model, null), null, null,
                     Map.of(site, given), null);
             q.apply(m, QvlmFixture.w4a4(), st);
             assertEquals(given, q.summary().ranges().get(site));
@@ -295,17 +296,19 @@ class QvlmMethodTest {
                     q.summary().ranges().get(other));
             assertNotEquals(given, q.summary().ranges().get(other));
         }
-        assertThrows(IllegalArgumentException.class, () -> new QvlmMethod(QvlmMethod.Config.DEFAULT,
-                CalibrationSamples.of(List.of()), null, Map.of("llm.layers.0.self_attn.q_proj.in", Ranges.of(0, 1)), null));
+        assertThrows(IllegalArgumentException.class, () -> new QvlmMethod(QvlmMethod.Config.DEFAULT.withVeo(false),
+                CalibrationSamples.of(List.of()), null, null, Map.of("llm.layers.0.self_attn.q_proj.in", Ranges.of(0, 1)),
+                null));
     }
 
     @Test
     void badConfigurationIsRejected() {
         QvlmMethod.Config d = QvlmMethod.Config.DEFAULT;
-        assertThrows(IllegalArgumentException.class, () -> new QvlmMethod.Config(true, 0, d.grid(), 1, d.partition(),
-                d.proxy(), false, 1, 1, 0, 0, d.temperature(), 1));
-        assertThrows(IllegalArgumentException.class, () -> new QvlmMethod.Config(true, 3, new double[] {1.2}, 1,
-                d.partition(), d.proxy(), false, 1, 1, 0, 0, d.temperature(), 1));
+        assertThrows(IllegalArgumentException.class, () -> d.withBlocks(0, d.grid(), 1));
+        assertThrows(IllegalArgumentException.class, () -> d.withBlocks(3, new double[] {1.2}, 1));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new QvlmMethod(d,
+                CalibrationSamples.of(List.of()), null, null, Map.of(), null));
+        assertTrue(e.getMessage().contains("VEO is on but no source"), e.getMessage());
         assertArrayEquals(new double[] {1.0, 0.99, 0.98}, QvlmMethod.candidateGrid(new double[] {0.98, 1.0, 0.99, 1.0}));
     }
 }
