@@ -58,7 +58,7 @@ import org.qvlm4j.quant.qvlm.QvlmMethod;
  * the reason; one whose quantize refuses its input, or whose step fails, is reported with the
  * message and left for a later run, and the others go on. Progress goes to the given consumer, one
  * line per configuration and step. Each model is measured in its own child JVM
- * ({@link ModelBench#inChildJvm}). Leaves out: running configurations in parallel (they would
+ * ({@link ModelBench#inChildJvm}) unless the settings ask for this one. Leaves out: running configurations in parallel (they would
  * distort each other's timings), deleting outputs of configurations no longer asked for.
  */
 public final class ExperimentRunner {
@@ -429,16 +429,18 @@ public final class ExperimentRunner {
             return benched(f, loadFromJson(steps.path("bench").path("load")));
         }
         Outcome.Load load = Machine.load();
-        log.accept(tag + ": measure size, memory and speed (child JVM, " + s.benchReps() + " repetitions)");
+        ModelBench.Isolation isolation = s.benchInProcess() ? ModelBench.Isolation.IN_PROCESS
+                : ModelBench.Isolation.CHILD_JVM;
+        log.accept(tag + ": measure size, memory and speed (" + isolation.key + ", " + s.benchReps() + " repetitions)");
         ModelBench.Options o = new ModelBench.Options(0, s.decodeTokens(), s.benchReps(), 1, 0,
                 ModelBench.DEFAULT_PROMPT, null);
-        ModelBench.Report r = ModelBench.measure(modelDir, o, ModelBench.Isolation.CHILD_JVM);
+        ModelBench.Report r = ModelBench.measure(modelDir, o, isolation);
         try {
             Files.createDirectories(f.getParent());
         } catch (IOException e) {
             throw new UncheckedIOException(f.getParent() + ": " + e.getMessage(), e);
         }
-        AtomicFiles.writeString(f, ModelComparison.json(r, null, ModelBench.Isolation.CHILD_JVM,
+        AtomicFiles.writeString(f, ModelComparison.json(r, null, isolation,
                 Parallel.threadsFromProperty(), o, null));
         steps.set("bench", JSON.createObjectNode().set("load", loadJson(load)));
         writeSteps(c, steps);

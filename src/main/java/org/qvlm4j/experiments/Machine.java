@@ -15,7 +15,7 @@ import java.util.Locale;
  */
 public final class Machine {
     /** Length of the window over which other processes' CPU use is sampled. */
-    public static final long SAMPLE_MILLIS = 500;
+    public static final long SAMPLE_MILLIS = 250;
     /** Clock ticks per second of /proc's CPU times (USER_HZ, 100 on every Linux architecture in use). */
     private static final double TICKS_PER_SECOND = 100;
     private static final Path STAT = Path.of("/proc/stat");

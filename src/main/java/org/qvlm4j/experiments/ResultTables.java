@@ -552,7 +552,9 @@ final class ResultTables {
                 .append("\n");
         sb.append("- Evaluation: LLaVA-1.5 ScienceQA protocol, VICUNA_V1 template, greedy, at most ")
                 .append(s.maxNewTokens()).append(" new tokens\n");
-        sb.append("- Measurement: each model in its own JVM, ").append(s.benchReps()).append(" repetitions, ")
+        sb.append("- Measurement: ").append(s.benchInProcess() ? "every model in the experiment's JVM (resident "
+                + "memory of later models includes earlier ones' heap)" : "each model in its own JVM").append(", ")
+                .append(s.benchReps()).append(" repetitions after one warm-up, ")
                 .append(s.decodeTokens()).append(" decode tokens\n");
         sb.append("- Machine: ").append(p.machine()).append('\n');
         sb.append(DATE_PREFIX).append(date).append("\n\n");

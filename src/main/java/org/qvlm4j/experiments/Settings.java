@@ -15,11 +15,13 @@ import java.util.List;
  *
  * @param limit        0 for the whole split, else a seeded sample of that many problems (seed 0)
  * @param threads      evaluation and calibration workers
+ * @param benchInProcess measure every model in this JVM instead of one child JVM each (quicker; a later
+ *                       model's resident memory then includes what earlier ones left in the heap)
  * @param only         configuration ids to run (empty: all of the experiment's)
  */
 public record Settings(Path model, Path data, Path out, int calibN, long calibSeed, String evalSplit, int limit,
-                       int maxNewTokens, int threads, int benchReps, int decodeTokens, List<String> only,
-                       boolean resume) {
+                       int maxNewTokens, int threads, int benchReps, int decodeTokens, boolean benchInProcess,
+                       List<String> only, boolean resume) {
     /** Format of experiment.json. */
     public static final String FORMAT = "qvlm4j-experiment";
     public static final int FORMAT_VERSION = 1;
@@ -63,6 +65,7 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
         o.put("max_new_tokens", maxNewTokens);
         o.put("bench_reps", benchReps);
         o.put("decode_tokens", decodeTokens);
+        o.put("bench_in_process", benchInProcess);
         return o;
     }
 
@@ -106,6 +109,9 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
         }
         if (decodeTokens != DEFAULT_DECODE_TOKENS) {
             a.addAll(List.of("--decode-tokens", Integer.toString(decodeTokens)));
+        }
+        if (benchInProcess) {
+            a.add("--bench-in-process");
         }
         if (!only.isEmpty()) {
             a.addAll(List.of("--only", String.join(",", only)));
