@@ -160,6 +160,11 @@ public record ConfigSpec(String id, String method, int wbits, int abits, List<Fl
         return bits(wbits, abits);
     }
 
+    /** Whether quantize runs Q-VLM's visual encoder optimisation for this configuration. */
+    public boolean veo() {
+        return flags.stream().anyMatch(f -> f.tokens().contains("--veo"));
+    }
+
     /** quantize's arguments that define this configuration (without model, statistics, output and work paths). */
     public List<String> baseArgs() {
         return List.of("--method", method, "--wbits", Integer.toString(wbits), "--abits", Integer.toString(abits));

@@ -71,8 +71,13 @@ public final class ExperimentRunner {
     public static final String STEPS_DIR = "steps";
     /** Q-VLM's report beside its checkpoint (search cost, stage timings), when quantize writes one. */
     public static final String QVLM_REPORT = "qvlm_report.json";
+    static final String FIG3_PNG = "fig3.png";
+    /** Written into a new output directory (unless one is there) to keep the large intermediates out of git. */
+    static final String GITIGNORE = ".gitignore";
     /** Output paths that hold large intermediate files, kept out of version control. */
     static final List<String> IGNORED = List.of(STATS_DIR + "/", MODELS_DIR + "/", WORK_DIR + "/");
+    /** quantize's option for the number of VEO training samples. */
+    static final String VEO_SAMPLES = "--veo-samples";
     /** Seed of the --limit sample of the evaluation (the eval command's default). */
     public static final long EVAL_SEED = 0;
     /** Seconds between progress lines of a long step. */
@@ -228,20 +233,32 @@ public final class ExperimentRunner {
                 }
                 return;
             }
-            if (Files.isDirectory(out)) {
-                try (Stream<Path> l = Files.list(out)) {
-                    if (l.anyMatch(p -> !p.getFileName().toString().startsWith("."))) {
-                        throw new IllegalArgumentException("--out " + out + ": not empty and holds no " + SETTINGS_FILE
-                                + " of an earlier experiment; choose an empty or new directory");
-                    }
+            for (String name : ownNames()) {
+                if (Files.exists(out.resolve(name))) {
+                    throw new IllegalArgumentException("--out " + out + ": holds " + name + " but no " + SETTINGS_FILE
+                            + " of an earlier experiment; choose another directory or remove it");
                 }
             }
             Files.createDirectories(out);
-            AtomicFiles.writeString(out.resolve(".gitignore"), String.join("\n", IGNORED) + "\n");
+            Path ignore = out.resolve(GITIGNORE);
+            if (!Files.exists(ignore)) {
+                AtomicFiles.writeString(ignore, String.join("\n", IGNORED) + "\n");
+            }
             AtomicFiles.writeString(f, JSON.writeValueAsString(identity) + "\n");
         } catch (IOException e) {
             throw new UncheckedIOException("--out " + out + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The names this class writes directly under the output directory (other files there are left alone). */
+    private static List<String> ownNames() {
+        List<String> l = new ArrayList<>(List.of(STATS_DIR, MODELS_DIR, WORK_DIR, EVAL_DIR, BENCH_DIR, STEPS_DIR,
+                FIG3_PNG));
+        for (Experiment e : Experiment.ALL.tables()) {
+            l.add(e.key + ".md");
+            l.add(e.key + ".json");
+        }
+        return l;
     }
 
     private void calibrate() {
@@ -318,6 +335,10 @@ public final class ExperimentRunner {
         args.addAll(flagArgs);
         if (c.method().equals(QvlmMethod.NAME)) {
             args.addAll(List.of("--data", s.data().toString(), "--work", work.toString()));
+            if (c.veo() && quantize.knowsOption(VEO_SAMPLES)) {
+                // VEO trains on the calibration sample's size, as the paper uses its 64 pairs for both
+                args.addAll(List.of(VEO_SAMPLES, Integer.toString(s.calibN())));
+            }
         }
         args.addAll(List.of("--out", modelDir.toString()));
         ObjectNode steps = readSteps(c);
@@ -329,7 +350,7 @@ public final class ExperimentRunner {
             }
             // killed between the checkpoint and its record: the time is lost, the search cost is not
             Outcome.Quantized qd = withSearchCost(new Outcome.Quantized(args, Double.NaN, Double.NaN, -1,
-                    Outcome.Load.UNKNOWN), modelDir, work);
+                    Double.NaN, Outcome.Load.UNKNOWN), modelDir, work);
             steps.set("quantize", quantizedJson(qd));
             writeSteps(c, steps);
             return qd;
@@ -346,8 +367,8 @@ public final class ExperimentRunner {
         }
         quantize.run(args, line -> log.accept("  " + line));
         double seconds = (System.nanoTime() - t0) / 1e9;
-        Outcome.Quantized qd = withSearchCost(new Outcome.Quantized(args, seconds, Double.NaN, -1, load), modelDir,
-                work);
+        Outcome.Quantized qd = withSearchCost(new Outcome.Quantized(args, seconds, Double.NaN, -1, Double.NaN, load),
+                modelDir, work);
         steps.set("quantize", quantizedJson(qd));
         writeSteps(c, steps);
         log.accept(String.format(Locale.ROOT, "%s: quantized in %.1f s", tag, seconds));
@@ -361,10 +382,12 @@ public final class ExperimentRunner {
                 continue;
             }
             try {
-                JsonNode cost = JSON.readTree(f.toFile()).path("search_cost");
+                JsonNode report = JSON.readTree(f.toFile());
+                JsonNode cost = report.path("search_cost");
                 if (cost.has("seconds")) {
+                    JsonNode veo = report.path("veo").path("seconds");
                     return new Outcome.Quantized(q.args(), q.seconds(), cost.path("seconds").asDouble(),
-                            cost.path("forwards").asLong(-1), q.load());
+                            cost.path("forwards").asLong(-1), veo.isNumber() ? veo.asDouble() : Double.NaN, q.load());
                 }
             } catch (IOException e) {
                 throw new UncheckedIOException(f + ": cannot read the search cost: " + e.getMessage(), e);
@@ -518,6 +541,7 @@ public final class ExperimentRunner {
         putDouble(o, "seconds", q.seconds());
         putDouble(o, "search_seconds", q.searchSeconds());
         o.put("search_forwards", q.searchForwards());
+        putDouble(o, "veo_seconds", q.veoSeconds());
         o.set("load", loadJson(q.load()));
         return o;
     }
@@ -526,7 +550,7 @@ public final class ExperimentRunner {
         List<String> args = new ArrayList<>();
         o.path("args").forEach(n -> args.add(n.asText()));
         return new Outcome.Quantized(args, doubleOf(o.get("seconds")), doubleOf(o.get("search_seconds")),
-                o.path("search_forwards").asLong(-1), loadFromJson(o.path("load")));
+                o.path("search_forwards").asLong(-1), doubleOf(o.get("veo_seconds")), loadFromJson(o.path("load")));
     }
 
     static ObjectNode loadJson(Outcome.Load l) {

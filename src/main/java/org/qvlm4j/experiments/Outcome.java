@@ -33,8 +33,10 @@ public record Outcome(ConfigSpec config, Status status, String reason, Quantized
      * @param seconds       wall time of quantize, NaN when not recorded
      * @param searchSeconds Q-VLM's search time (blocks), NaN for other methods
      * @param searchForwards Q-VLM's single-layer forwards over one prompt, summed; -1 for other methods
+     * @param veoSeconds    Q-VLM's visual encoder optimisation time, NaN without it
      */
-    public record Quantized(List<String> args, double seconds, double searchSeconds, long searchForwards, Load load) {
+    public record Quantized(List<String> args, double seconds, double searchSeconds, long searchForwards,
+                            double veoSeconds, Load load) {
         public Quantized {
             args = List.copyOf(args);
         }

@@ -136,7 +136,7 @@ final class ResultTables {
         AtomicFiles.writeString(json, json(e, d, p, date));
         written.add(json);
         if (e == Experiment.FIG3) {
-            Path png = out.resolve("fig3.png");
+            Path png = out.resolve(ExperimentRunner.FIG3_PNG);
             SweepPlot.write(png, fig3Panels(outcomes), "Q-VLM Fig. 3 sweeps at " + ConfigSpec.bits(
                     Experiment.FIG3_BITS[0], Experiment.FIG3_BITS[1]));
             written.add(png);

@@ -44,6 +44,8 @@ class ExperimentCommandTest {
     private static final List<String> BITS = List.of("W8A8", "W6A6", "W4A4", "W4A16");
     private static final String QUANT_ID = "rtn-w8a8";
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String README = "README.md";
+    private static final String README_TEXT = "what these tables are\n";
 
     @TempDir
     static Path work;
@@ -62,6 +64,9 @@ class ExperimentCommandTest {
         data = work.resolve("data");
         SynthBenchmark.write(data, new SynthBenchmark.Options(5, 6, 0, 8, 48), null);
         out = work.resolve("out");
+        // a directory holding other files (docs/results holds its README) is a valid new output
+        Files.createDirectories(out);
+        Files.writeString(out.resolve(README), README_TEXT);
         first = run(baseArgs(out));
         firstMd = Files.readString(out.resolve("baselines.md"));
         firstJson = Files.readString(out.resolve("baselines.json"));
@@ -257,7 +262,7 @@ class ExperimentCommandTest {
     }
 
     @Test
-    void badInputExitsTwoWithANamedMessage() {
+    void badInputExitsTwoWithANamedMessage() throws IOException {
         Path fresh = work.resolve("never");
         Run name = run("experiment", "table3", "--model", MODEL.toString(), "--data", data.toString(), "--out",
                 fresh.toString());
@@ -279,6 +284,13 @@ class ExperimentCommandTest {
                 data.toString(), "--out", fresh.toString());
         assertEquals(2, model.code());
         assertTrue(model.err().contains("--model") && model.err().contains("nomodel"), model.err());
+
+        Path earlier = work.resolve("earlier");
+        Files.createDirectories(earlier.resolve("eval"));
+        Run stale = run("experiment", "baselines", "--model", MODEL.toString(), "--data", data.toString(), "--out",
+                earlier.toString(), "--calib-n", "3");
+        assertEquals(2, stale.code());
+        assertTrue(stale.err().contains("holds eval but no experiment.json"), stale.err());
 
         Run noResume = run(baseArgs(out));
         assertEquals(2, noResume.code());
@@ -304,5 +316,6 @@ class ExperimentCommandTest {
         JsonNode steps = JSON.readTree(out.resolve("steps").resolve(QUANT_ID + ".json").toFile());
         assertTrue(steps.path("quantize").path("seconds").asDouble() > 0, steps.toString());
         assertEquals("stats/\nmodels/\nwork/\n", Files.readString(out.resolve(".gitignore")));
+        assertEquals(README_TEXT, Files.readString(out.resolve(README)));
     }
 }

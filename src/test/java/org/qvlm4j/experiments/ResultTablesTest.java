@@ -69,7 +69,7 @@ class ResultTablesTest {
         }
         Outcome.Load idle = new Outcome.Load(0, 0.1, 2);
         Outcome.Quantized q = c.isFp() ? null : new Outcome.Quantized(List.of("--method", c.method()), 10 + i,
-                c.method().equals("qvlm") ? i + 0.5 : Double.NaN, c.method().equals("qvlm") ? 100L * i : -1, idle);
+                c.method().equals("qvlm") ? i + 0.5 : Double.NaN, c.method().equals("qvlm") ? 100L * i : -1, Double.NaN, idle);
         return new Outcome(c, Outcome.Status.DONE, null, q,
                 new Outcome.Evaluated(acc, count, 0, 70, 3.0 * i + 1, idle),
                 new Outcome.Benched(2000L * (i + 1), 1000L * (i + 1), 5_000_000L, 10, 20, 2, idle));
