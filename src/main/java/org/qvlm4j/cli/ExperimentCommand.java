@@ -92,8 +92,8 @@ public final class ExperimentCommand implements Callable<Integer> {
     boolean benchInProcess;
 
     @Option(names = "--only", split = ",", paramLabel = "CONFIG,...",
-            description = "Run only these configurations (ids such as fp, rtn-w8a8, qvlm-w4a4); the others stay in "
-                    + "the table as not selected.")
+            description = "Run only these configurations (ids such as fp, rtn-w8a8, qvlm-w4a4); the others show what "
+                    + "an earlier run left in --out, or stay in the table as not selected.")
     List<String> only;
 
     @Option(names = "--resume",

@@ -136,8 +136,7 @@ public final class ExperimentRunner {
             String tag = String.format(Locale.ROOT, "experiment %s [%d/%d] %s", e.key, i, configs.size(), c.id());
             Outcome o = unavailable(c);
             if (o == null) {
-                o = selected.contains(c.id()) ? runConfig(c, flagArgs(c), tag)
-                        : Outcome.of(c, Outcome.Status.NOT_SELECTED, "not selected (--only)");
+                o = selected.contains(c.id()) ? runConfig(c, flagArgs(c), tag) : completed(c, tag);
             }
             if (o.status() != Outcome.Status.DONE && o.status() != Outcome.Status.NOT_SELECTED) {
                 log.accept(tag + ": " + o.status().name().toLowerCase(Locale.ROOT) + ": " + o.reason());
@@ -303,6 +302,26 @@ public final class ExperimentRunner {
             }
         }
         return args;
+    }
+
+    /**
+     * A configuration --only leaves out: its results when an earlier run completed every step, else
+     * not selected. Nothing is run.
+     */
+    private Outcome completed(ConfigSpec c, String tag) {
+        Path modelDir = c.isFp() ? s.model() : out.resolve(MODELS_DIR).resolve(c.id());
+        Path report = out.resolve(EVAL_DIR).resolve(c.id()).resolve(EvalRun.REPORT_JSON);
+        Path bench = out.resolve(BENCH_DIR).resolve(c.id() + ".json");
+        JsonNode steps = readSteps(c);
+        JsonNode q = steps.get("quantize");
+        if (!Files.isDirectory(modelDir) || !Files.isRegularFile(report) || !Files.isRegularFile(bench)
+                || (!c.isFp() && q == null)) {
+            return Outcome.of(c, Outcome.Status.NOT_SELECTED, "not selected (--only)");
+        }
+        log.accept(tag + ": not selected; results of an earlier run (reused)");
+        return new Outcome(c, Outcome.Status.DONE, null, c.isFp() ? null : quantizedFromJson(q),
+                evaluated(report, loadFromJson(steps.path("eval").path("load"))),
+                benched(bench, loadFromJson(steps.path("bench").path("load"))));
     }
 
     private Outcome runConfig(ConfigSpec c, List<String> flagArgs, String tag) {

@@ -53,6 +53,11 @@ class ExperimentCommandTest {
     static Path out;
     static Run first;
     static Run second;
+    static String secondMd;
+    static String secondJson;
+    /** A third run with --only fp, after which the RTN row still holds the earlier run's results. */
+    static Run third;
+    static String thirdMd;
     static String firstMd;
     static String firstJson;
     static Map<Path, FileTime> stampsAfterFirst;
@@ -74,6 +79,12 @@ class ExperimentCommandTest {
         List<String> again = new ArrayList<>(List.of(baseArgs(out)));
         again.add("--resume");
         second = run(again.toArray(String[]::new));
+        secondMd = Files.readString(out.resolve("baselines.md"));
+        secondJson = Files.readString(out.resolve("baselines.json"));
+        List<String> fpOnly = new ArrayList<>(again);
+        fpOnly.set(fpOnly.indexOf("--only") + 1, "fp");
+        third = run(fpOnly.toArray(String[]::new));
+        thirdMd = Files.readString(out.resolve("baselines.md"));
     }
 
     private static String[] baseArgs(Path o) {
@@ -248,13 +259,21 @@ class ExperimentCommandTest {
             assertTrue(second.err().contains(step) && second.err().contains("(reused)"), step + " in " + second.err());
         }
         assertEquals(stampsAfterFirst, stamps(out));
-        String secondMd = Files.readString(out.resolve("baselines.md"));
         assertEquals(withoutDate(firstMd), withoutDate(secondMd));
         JsonNode a = JSON.readTree(firstJson);
-        JsonNode b = JSON.readTree(Files.readString(out.resolve("baselines.json")));
+        JsonNode b = JSON.readTree(secondJson);
         ((com.fasterxml.jackson.databind.node.ObjectNode) a).remove("date");
         ((com.fasterxml.jackson.databind.node.ObjectNode) b).remove("date");
         assertEquals(a, b);
+    }
+
+    @Test
+    void aConfigurationLeftOutByOnlyKeepsItsEarlierResults() {
+        assertEquals(0, third.code(), third.err());
+        assertTrue(third.err().contains(QUANT_ID + ": not selected; results of an earlier run (reused)"), third.err());
+        List<String> before = row(table(firstMd, "| Method | Bits | Avg"), "RTN", "W8A8");
+        List<String> after = row(table(thirdMd, "| Method | Bits | Avg"), "RTN", "W8A8");
+        assertEquals(before, after);
     }
 
     private static String withoutDate(String md) {
