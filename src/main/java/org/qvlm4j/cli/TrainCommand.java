@@ -61,6 +61,8 @@ public final class TrainCommand implements Callable<Integer> {
             "special_tokens_map.json");
     /** Text positions the config allows (RoPE needs no table; this only bounds the runtime's cache). */
     static final int MAX_POSITIONS = 2048;
+    /** Separates the drill draw from the shuffle and initialisation draws of the same seed. */
+    private static final long DRILL_SEED_SALT = 0x6c6f6f6b7570L;
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @CommandLine.Spec
@@ -154,6 +156,12 @@ public final class TrainCommand implements Callable<Integer> {
                     + "(default: ${DEFAULT-VALUE}).")
     boolean promptLoss;
 
+    @Option(names = "--lookup-drills", defaultValue = "0", paramLabel = "F",
+            description = "Add, for this fraction of the problems (drawn with the seed), a drill copy whose hint starts with "
+                    + "\"The answer is <choice text>.\", which trains the step from the answer's text to its letter "
+                    + "(default: ${DEFAULT-VALUE}).")
+    double lookupDrills;
+
     @Option(names = "--init", paramLabel = "DIR", description = "Start from this model's weights (a train output or one of its "
             + "checkpoints) instead of a random initialisation; its config.json sets the shape (the shape options are ignored) "
             + "and its tokenizer is used unless --tokenizer is given.")
@@ -205,6 +213,9 @@ public final class TrainCommand implements Callable<Integer> {
         }
         if (workers == 0) {
             workers = Runtime.getRuntime().availableProcessors();
+        }
+        if (!(lookupDrills >= 0 && lookupDrills <= 1)) {
+            throw new IllegalArgumentException("--lookup-drills must be in [0, 1], got " + lookupDrills);
         }
         if (logEvery < 1) {
             throw new IllegalArgumentException("--log-every must be >= 1, got " + logEvery);
@@ -271,6 +282,17 @@ public final class TrainCommand implements Callable<Integer> {
             for (ScienceQaProblem p : problems) {
                 examples.add(encoder.encode(p));
             }
+            java.util.SplittableRandom drills = new java.util.SplittableRandom(seed ^ DRILL_SEED_SALT);
+            int drilled = 0;
+            for (ScienceQaProblem p : problems) {
+                if (drills.nextDouble() < lookupDrills) {
+                    examples.add(encoder.encode(QcmExampleEncoder.withAnswerInHint(p)));
+                    drilled++;
+                }
+            }
+            if (drilled > 0) {
+                err.printf(Locale.ROOT, "train: added %d lookup drills%n", drilled);
+            }
             err.printf(Locale.ROOT, "train: encoded %d problems in %.1f s%n", examples.size(), (System.nanoTime() - t0) / 1e9);
         }
         long tokens = 0;
@@ -334,6 +356,7 @@ public final class TrainCommand implements Callable<Integer> {
         }
         m.put("answer_style", answerStyle);
         m.put("prompt_loss", promptLoss);
+        m.put("lookup_drills", lookupDrills);
         m.put("examples", examples);
         m.put("examples_with_image", withImage);
         m.put("tokens", tokens);

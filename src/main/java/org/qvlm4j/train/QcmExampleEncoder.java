@@ -102,6 +102,19 @@ public final class QcmExampleEncoder implements ExampleEncoder {
         return this;
     }
 
+    /**
+     * A lookup drill made from a problem: the same problem with "The answer is {choice text}." put
+     * before its hint, so the prompt states the answer and the example exercises only the step from
+     * the answer's text to its option letter (which a model trained from scratch finds hardest: the
+     * letter stands before the text it labels). Training data only; never used for evaluation.
+     */
+    public static ScienceQaProblem withAnswerInHint(ScienceQaProblem p) {
+        String told = "The answer is " + p.choices().get(p.answer()) + ".";
+        String hint = p.hint() == null || p.hint().isBlank() ? told : told + " " + p.hint();
+        return new ScienceQaProblem(p.pid(), p.question(), p.choices(), p.answer(), hint, p.image(), p.imagePath(),
+                p.subject(), p.grade(), p.category(), p.topic(), p.skill(), p.lecture(), p.solution(), p.split(), p.task());
+    }
+
     /** The letter of the correct choice. */
     public static String answerLetter(ScienceQaProblem p) {
         return String.valueOf((char) ('A' + p.answer()));

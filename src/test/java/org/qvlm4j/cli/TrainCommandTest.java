@@ -227,6 +227,17 @@ class TrainCommandTest {
         assertTrue(!java.util.Arrays.equals(Files.readAllBytes(straight.resolve("model.safetensors")),
                 Files.readAllBytes(moved.resolve("model.safetensors"))), "a step at lr 1e-2 moves the weights");
 
+        Path drilled = shared.resolve("drills");
+        Result d = run("--data", data.toString(), "--out", drilled.toString(), "--init", straight.toString(), "--seed", "5",
+                "--epochs", "1", "--limit", "4", "--batch", "4", "--lookup-drills", "1");
+        assertEquals(0, d.code, d.err);
+        assertTrue(d.err.contains("added 4 lookup drills"), d.err);
+        assertEquals(8, new ObjectMapper().readTree(drilled.resolve(TrainCommand.MANIFEST).toFile()).get("examples").asInt());
+        Result badDrills = run("--data", data.toString(), "--out", shared.resolve("drills-bad").toString(), "--init",
+                straight.toString(), "--seed", "5", "--lookup-drills", "1.5");
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, badDrills.code);
+        assertTrue(badDrills.err.contains("--lookup-drills must be in [0, 1], got 1.5"), badDrills.err);
+
         Result bad = run("--data", data.toString(), "--out", shared.resolve("init-bad").toString(), "--init",
                 data.toString(), "--seed", "5");
         assertEquals(TrainCommand.EXIT_BAD_INPUT, bad.code);

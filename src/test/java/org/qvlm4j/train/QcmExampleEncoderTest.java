@@ -90,6 +90,23 @@ class QcmExampleEncoderTest {
     }
 
     @Test
+    void lookupDrillStatesTheAnswerInTheContextAndKeepsTheTarget() {
+        QcmExampleEncoder enc = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.REASONED);
+        for (ScienceQaProblem p : problems.subList(0, 60)) {
+            ScienceQaProblem drill = QcmExampleEncoder.withAnswerInHint(p);
+            String told = "The answer is " + p.choices().get(p.answer()) + ".";
+            assertTrue(org.qvlm4j.eval.ScienceQaPrompt.message(drill).startsWith("Context: " + told), drill.hint());
+            assertEquals(p.hint().isEmpty() ? told : told + " " + p.hint(), drill.hint());
+            TrainingExample a = enc.encode(p);
+            TrainingExample b = enc.encode(drill);
+            int pa = enc.promptIds(p).length;
+            int pb = enc.promptIds(drill).length;
+            assertTrue(pb > pa);
+            assertEquals(tok.decode(answerIds(a, pa)), tok.decode(answerIds(b, pb)), "same supervised answer");
+        }
+    }
+
+    @Test
     void promptSupervisionLabelsEveryPromptTextToken() {
         QcmExampleEncoder enc = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.REASONED);
         QcmExampleEncoder full = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.REASONED)
