@@ -147,8 +147,9 @@ public final class TrainCommand implements Callable<Integer> {
     int logEvery;
 
     @Option(names = "--answer-style", defaultValue = "reasoned", paramLabel = "STYLE",
-            description = "Supervised answer: 'letter' (the letter alone) or 'reasoned' (the problem's solution, then "
-                    + "\"The answer is X.\"; default: ${DEFAULT-VALUE}).")
+            description = "Supervised answer: 'letter' (the letter alone), 'reasoned' (the problem's solution, then "
+                    + "\"The answer is X.\") or 'labelled' (the solution, \"<option text> is X.\", then \"The answer is X.\"; "
+                    + "default: ${DEFAULT-VALUE}).")
     String answerStyle;
 
     @Option(names = "--prompt-loss", negatable = true, defaultValue = "true", fallbackValue = "true",
@@ -227,7 +228,9 @@ public final class TrainCommand implements Callable<Integer> {
         QcmExampleEncoder.AnswerStyle style = switch (answerStyle) {
             case "letter" -> QcmExampleEncoder.AnswerStyle.LETTER;
             case "reasoned" -> QcmExampleEncoder.AnswerStyle.REASONED;
-            default -> throw new IllegalArgumentException("--answer-style: expected 'letter' or 'reasoned', got '" + answerStyle + "'");
+            case "labelled" -> QcmExampleEncoder.AnswerStyle.LABELLED;
+            default -> throw new IllegalArgumentException("--answer-style: expected 'letter', 'reasoned' or 'labelled', got '"
+                    + answerStyle + "'");
         };
         Trainer.Options options = new Trainer.Options(epochs, batch, lr, minLrRatio, warmup, weightDecay, clip, seed,
                 checkpointEvery, workers, maxSteps);

@@ -47,7 +47,13 @@ public final class QcmExampleEncoder implements ExampleEncoder {
         /** The option's letter alone ("B"). */
         LETTER,
         /** The solution, then "The answer is B." (the letter alone when the problem has no solution text). */
-        REASONED;
+        REASONED,
+        /**
+         * The solution, then the chosen option's text with its letter ("ice is B."), then "The answer
+         * is B.". Naming the option right before its letter turns the step from answer to letter into
+         * a lookup of the text just written, and the final letter into a copy of the one before.
+         */
+        LABELLED;
 
         /** The answer text for a problem. */
         public String answer(ScienceQaProblem p) {
@@ -56,7 +62,11 @@ public final class QcmExampleEncoder implements ExampleEncoder {
                 return letter;
             }
             String solution = p.solution() == null ? "" : p.solution().strip();
-            return solution.isEmpty() ? "The answer is " + letter + "." : solution + " The answer is " + letter + ".";
+            String prefix = solution.isEmpty() ? "" : solution + " ";
+            if (this == LABELLED) {
+                prefix += p.choices().get(p.answer()) + " is " + letter + ". ";
+            }
+            return prefix + "The answer is " + letter + ".";
         }
     }
 

@@ -73,9 +73,10 @@ class QcmExampleEncoderTest {
     }
 
     @Test
-    void letterAndReasonedAnswersParseToTheAnswer() {
+    void letterReasonedAndLabelledAnswersParseToTheAnswer() {
         QcmExampleEncoder letter = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.LETTER);
         QcmExampleEncoder reasoned = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.REASONED);
+        QcmExampleEncoder labelled = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.LABELLED);
         for (ScienceQaProblem p : problems) {
             int promptLength = letter.promptIds(p).length;
             String l = tok.decode(answerIds(letter.encode(p), promptLength));
@@ -86,6 +87,11 @@ class QcmExampleEncoderTest {
             assertEquals(p.answer(), AnswerParser.parse(r, p.choices().size()).index(), r);
             String solution = tok.decode(tok.encode(p.solution(), false));
             assertTrue(r.startsWith(solution) && r.endsWith("The answer is " + l + "."), p.pid() + ": " + r);
+
+            String lab = tok.decode(answerIds(labelled.encode(p), promptLength));
+            assertEquals(p.answer(), AnswerParser.parse(lab, p.choices().size()).index(), lab);
+            String named = tok.decode(tok.encode(p.choices().get(p.answer()) + " is " + l + ". The answer is " + l + ".", false));
+            assertTrue(lab.startsWith(solution) && lab.endsWith(named), p.pid() + ": " + lab);
         }
     }
 
