@@ -9,13 +9,9 @@ import java.awt.RenderingHints;
 import java.awt.geom.Ellipse2D;
 import java.awt.geom.Path2D;
 import java.awt.image.BufferedImage;
-import java.io.ByteArrayOutputStream;
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
-import javax.imageio.ImageIO;
 import org.qvlm4j.io.AtomicFiles;
 
 /**
@@ -182,14 +178,6 @@ final class SweepPlot {
 
     /** Renders and writes the PNG atomically. */
     static void write(Path png, List<Panel> panels, String title) {
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        try {
-            if (!ImageIO.write(render(panels, title), "png", bytes)) {
-                throw new IllegalStateException("no PNG writer available");
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot encode " + png + ": " + e.getMessage(), e);
-        }
-        AtomicFiles.write(png, bytes.toByteArray());
+        AtomicFiles.writePng(png, render(panels, title));
     }
 }

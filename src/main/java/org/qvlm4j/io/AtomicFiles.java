@@ -80,6 +80,19 @@ public final class AtomicFiles {
         }
     }
 
+    /** Encodes an image as PNG and writes it to target through a temporary sibling and a rename. */
+    public static void writePng(Path target, java.awt.image.RenderedImage image) {
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        try {
+            if (!javax.imageio.ImageIO.write(image, "png", bytes)) {
+                throw new IllegalStateException("no PNG writer available");
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot encode " + target + ": " + e.getMessage(), e);
+        }
+        write(target, bytes.toByteArray());
+    }
+
     /** Writes UTF-8 text to target through a temporary sibling and a rename. */
     public static void writeString(Path target, String text) {
         write(target, text.getBytes(StandardCharsets.UTF_8));

@@ -8,13 +8,9 @@ import java.awt.Graphics2D;
 import java.awt.RenderingHints;
 import java.awt.geom.Path2D;
 import java.awt.image.BufferedImage;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
-import javax.imageio.ImageIO;
 import org.qvlm4j.io.AtomicFiles;
 
 /**
@@ -141,26 +137,7 @@ public final class LossPlot {
 
     /** Renders and writes the PNG atomically. */
     public static void write(Path png, List<Trainer.LogRow> log, String title) {
-        BufferedImage img = render(log, title);
-        Path tmp = null;
-        try {
-            tmp = AtomicFiles.tempSibling(png);
-            if (!ImageIO.write(img, "png", tmp.toFile())) {
-                throw new IllegalStateException("no PNG writer available");
-            }
-            AtomicFiles.replace(tmp, png);
-            tmp = null;
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + png + ": " + e.getMessage(), e);
-        } finally {
-            if (tmp != null) {
-                try {
-                    Files.deleteIfExists(tmp);
-                } catch (IOException ignored) {
-                    // hidden temporary; nothing more to do
-                }
-            }
-        }
+        AtomicFiles.writePng(png, render(log, title));
     }
 
     /** 1, 2 or 5 times a power of ten, at least raw. */

@@ -9,14 +9,10 @@ import java.awt.RenderingHints;
 import java.awt.geom.Ellipse2D;
 import java.awt.geom.Line2D;
 import java.awt.image.BufferedImage;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
 import java.util.function.DoubleUnaryOperator;
-import javax.imageio.ImageIO;
 import org.qvlm4j.io.AtomicFiles;
 
 /**
@@ -152,25 +148,6 @@ final class ScatterPlot {
 
     /** Renders and writes the PNG through a temporary sibling and a rename. */
     static void write(Path png, List<Panel> panels) {
-        BufferedImage img = render(panels);
-        Path tmp = null;
-        try {
-            tmp = AtomicFiles.tempSibling(png);
-            if (!ImageIO.write(img, "png", tmp.toFile())) {
-                throw new IllegalStateException("no PNG writer available");
-            }
-            AtomicFiles.replace(tmp, png);
-            tmp = null;
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + png + ": " + e.getMessage(), e);
-        } finally {
-            if (tmp != null) {
-                try {
-                    Files.deleteIfExists(tmp);
-                } catch (IOException ignored) {
-                    // hidden temporary; nothing more to do
-                }
-            }
-        }
+        AtomicFiles.writePng(png, render(panels));
     }
 }
