@@ -148,7 +148,10 @@ public final class TrainCommand implements Callable<Integer> {
 
     @Option(names = "--answer-style", defaultValue = "reasoned", paramLabel = "STYLE",
             description = "Supervised answer: 'letter' (the letter alone), 'reasoned' (the problem's solution, then "
-                    + "\"The answer is X.\") or 'labelled' (the solution, \"<option text> is X.\", then \"The answer is X.\"; "
+                    + "\"The answer is X.\"), 'labelled' (the solution, \"<option text> is X.\", then \"The answer is X.\") "
+                    + "or 'stepwise' (the solution, then "
+                    + "each option up to the right one written out and judged, \"A. ice is not it. B. steam is it.\", then "
+                    + "\"The answer is B.\"; "
                     + "default: ${DEFAULT-VALUE}).")
     String answerStyle;
 
@@ -229,7 +232,8 @@ public final class TrainCommand implements Callable<Integer> {
             case "letter" -> QcmExampleEncoder.AnswerStyle.LETTER;
             case "reasoned" -> QcmExampleEncoder.AnswerStyle.REASONED;
             case "labelled" -> QcmExampleEncoder.AnswerStyle.LABELLED;
-            default -> throw new IllegalArgumentException("--answer-style: expected 'letter', 'reasoned' or 'labelled', got '"
+            case "stepwise" -> QcmExampleEncoder.AnswerStyle.STEPWISE;
+            default -> throw new IllegalArgumentException("--answer-style: expected 'letter', 'reasoned', 'labelled' or 'stepwise', got '"
                     + answerStyle + "'");
         };
         Trainer.Options options = new Trainer.Options(epochs, batch, lr, minLrRatio, warmup, weightDecay, clip, seed,

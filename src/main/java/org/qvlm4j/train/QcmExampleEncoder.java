@@ -20,7 +20,8 @@ import org.qvlm4j.tensor.Ops;
  * </pre>
  * With {@link AnswerStyle#REASONED} the supervised answer is the problem's solution followed by
  * "The answer is X." (LLaVA's reasoning-first ScienceQA answer, which its evaluation script parses
- * with the same regex); with {@link AnswerStyle#LETTER} it is the letter alone.
+ * with the same regex); {@link AnswerStyle#STEPWISE} walks the options between the two; with
+ * {@link AnswerStyle#LETTER} it is the letter alone.
  *
  * <p>The template puts {@code <image>\n} before the message when the problem has an image; the image
  * placeholder is then repeated once per image feature and the image is preprocessed with the
@@ -53,7 +54,16 @@ public final class QcmExampleEncoder implements ExampleEncoder {
          * is B.". Naming the option right before its letter turns the step from answer to letter into
          * a lookup of the text just written, and the final letter into a copy of the one before.
          */
-        LABELLED;
+        LABELLED,
+        /**
+         * The solution, then the options in order, each written out with its letter and judged, up to
+         * the right one: "A. ice is not it. B. steam is it. The answer is B.". Every step is local: the
+         * text after a letter is copied from the prompt's option line, the judgement compares it with
+         * the solution just written, and the final letter repeats the most recent one. No step reads
+         * the letter standing before an option's text in the prompt, which a small model trained from
+         * scratch learns slowly.
+         */
+        STEPWISE;
 
         /** The answer text for a problem. */
         public String answer(ScienceQaProblem p) {
@@ -65,6 +75,13 @@ public final class QcmExampleEncoder implements ExampleEncoder {
             String prefix = solution.isEmpty() ? "" : solution + " ";
             if (this == LABELLED) {
                 prefix += p.choices().get(p.answer()) + " is " + letter + ". ";
+            } else if (this == STEPWISE) {
+                StringBuilder steps = new StringBuilder();
+                for (int i = 0; i <= p.answer(); i++) {
+                    steps.append((char) ('A' + i)).append(". ").append(p.choices().get(i))
+                            .append(i == p.answer() ? " is it. " : " is not it. ");
+                }
+                prefix += steps;
             }
             return prefix + "The answer is " + letter + ".";
         }

@@ -73,10 +73,11 @@ class QcmExampleEncoderTest {
     }
 
     @Test
-    void letterReasonedAndLabelledAnswersParseToTheAnswer() {
+    void everyAnswerStyleParsesToTheAnswer() {
         QcmExampleEncoder letter = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.LETTER);
         QcmExampleEncoder reasoned = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.REASONED);
         QcmExampleEncoder labelled = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.LABELLED);
+        QcmExampleEncoder stepwise = new QcmExampleEncoder(tok, cfg, images, QcmExampleEncoder.AnswerStyle.STEPWISE);
         for (ScienceQaProblem p : problems) {
             int promptLength = letter.promptIds(p).length;
             String l = tok.decode(answerIds(letter.encode(p), promptLength));
@@ -92,6 +93,17 @@ class QcmExampleEncoderTest {
             assertEquals(p.answer(), AnswerParser.parse(lab, p.choices().size()).index(), lab);
             String named = tok.decode(tok.encode(p.choices().get(p.answer()) + " is " + l + ". The answer is " + l + ".", false));
             assertTrue(lab.startsWith(solution) && lab.endsWith(named), p.pid() + ": " + lab);
+
+            String steps = tok.decode(answerIds(stepwise.encode(p), promptLength));
+            assertEquals(p.answer(), AnswerParser.parse(steps, p.choices().size()).index(), steps);
+            assertTrue(steps.startsWith(solution) && steps.endsWith("is it. The answer is " + l + "."), p.pid() + ": " + steps);
+            // One judged line per option up to the answer, each naming the option as the prompt lists it.
+            String walk = steps.substring(solution.length());
+            for (int i = 0; i < p.choices().size(); i++) {
+                String line = tok.decode(tok.encode((char) ('A' + i) + ". " + p.choices().get(i), false));
+                assertEquals(i <= p.answer(), walk.contains(line + (i == p.answer() ? " is it." : " is not it.")),
+                        p.pid() + " option " + i + ": " + steps);
+            }
         }
     }
 
