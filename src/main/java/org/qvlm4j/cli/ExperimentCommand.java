@@ -1,8 +1,10 @@
 package org.qvlm4j.cli;
 
+import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.io.Writer;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -10,6 +12,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.function.Consumer;
+import org.qvlm4j.data.ScienceQaDataset;
+import org.qvlm4j.data.SynthBenchmark;
 import org.qvlm4j.experiments.Experiment;
 import org.qvlm4j.experiments.ExperimentRunner;
 import org.qvlm4j.experiments.Outcome;
@@ -34,20 +38,31 @@ import picocli.CommandLine.Parameters;
 public final class ExperimentCommand implements Callable<Integer> {
     static final int EXIT_BAD_INPUT = 2;
     static final int EXIT_FAILED = 1;
+    /** Train problems of a --synth-seed benchmark: the calibration and VEO pool. */
+    static final int SYNTH_TRAIN = 2000;
+    /** Test problems of a --synth-seed benchmark. */
+    static final int SYNTH_TEST = 1000;
+    /** Picture size of a --synth-seed benchmark (the synth default). */
+    static final int SYNTH_IMAGE_SIZE = 64;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
     @Parameters(index = "0", paramLabel = "NAME",
-            description = "baselines, table1, table2, table4, table5, table6, fig3 or all.")
+            description = "baselines, table1, table2, table4, table5, table6, fig3, headline or all.")
     String name;
 
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "Floating-point model directory.")
     Path model;
 
-    @Option(names = "--data", required = true, paramLabel = "DIR",
+    @Option(names = "--data", paramLabel = "DIR",
             description = "ScienceQA-format data (train split for calibration, --eval-split for evaluation).")
     Path data;
+
+    @Option(names = "--synth-seed", paramLabel = "S",
+            description = "Instead of --data: draw a fresh benchmark with this seed (" + SYNTH_TRAIN + " train problems "
+                    + "for calibration, " + SYNTH_TEST + " test problems) into OUT/data-seed-S, or reuse it there.")
+    Long synthSeed;
 
     @Option(names = "--out", required = true, paramLabel = "DIR",
             description = "Output directory: tables, and the checkpoints, evaluations and measurements behind them.")
@@ -107,7 +122,8 @@ public final class ExperimentCommand implements Callable<Integer> {
         PrintWriter stdout = spec.commandLine().getOut();
         try {
             Experiment e = Experiment.parse(name);
-            Settings s = new Settings(model, data, out, calibN, calibSeed, evalSplit, limit, maxNewTokens,
+            Path dataDir = dataDirectory(err);
+            Settings s = new Settings(model, dataDir, out, calibN, calibSeed, evalSplit, limit, maxNewTokens,
                     threads == null ? Runtime.getRuntime().availableProcessors() : threads, benchReps, decodeTokens,
                     benchInProcess, only == null ? List.of() : only, resume);
             ExperimentRunner.Result r = ExperimentRunner.run(e, s, new InProcessQuantize(), line -> {
@@ -124,6 +140,10 @@ public final class ExperimentCommand implements Callable<Integer> {
                 parts.add(counts[st.ordinal()] + " " + st.name().toLowerCase(Locale.ROOT).replace('_', ' '));
             }
             stdout.println(r.outcomes().size() + " configurations: " + String.join(", ", parts));
+            if (e == Experiment.HEADLINE) {
+                stdout.println();
+                stdout.print(Files.readString(out.resolve(e.key + ".md")));
+            }
             stdout.flush();
             if (r.internalFailures() > 0) {
                 err.println("qvlm4j experiment: " + r.internalFailures() + " configuration(s) failed with an internal "
@@ -136,7 +156,31 @@ public final class ExperimentCommand implements Callable<Integer> {
             err.println("qvlm4j experiment: " + ex.getMessage());
             err.flush();
             return EXIT_BAD_INPUT;
+        } catch (IOException ex) {
+            throw new UncheckedIOException(ex);
         }
+    }
+
+    /** --data, or the --synth-seed benchmark under --out (drawn unless it is there from an earlier run). */
+    private Path dataDirectory(PrintWriter err) {
+        if ((data == null) == (synthSeed == null)) {
+            throw new IllegalArgumentException("expected exactly one of --data DIR and --synth-seed S, got "
+                    + (data == null ? "neither" : "both"));
+        }
+        if (data != null) {
+            return data;
+        }
+        Path dir = out.resolve("data-seed-" + synthSeed);
+        if (Files.isRegularFile(dir.resolve(ScienceQaDataset.PROBLEMS_FILE))) {
+            err.println("experiment: reusing the seed-" + synthSeed + " benchmark in " + dir);
+        } else {
+            err.println("experiment: drawing a benchmark with seed " + synthSeed + " (" + SYNTH_TRAIN + " train, "
+                    + SYNTH_TEST + " test problems) into " + dir);
+            SynthBenchmark.write(dir, new SynthBenchmark.Options(synthSeed, SYNTH_TRAIN, 0, SYNTH_TEST,
+                    SYNTH_IMAGE_SIZE), (done, total) -> { });
+        }
+        err.flush();
+        return dir;
     }
 
     /**

@@ -11,7 +11,8 @@ import org.qvlm4j.experiments.ConfigSpec.QvlmVariant;
 /**
  * The experiments {@code qvlm4j experiment} runs and the configurations each needs: the
  * quantization toolkit's baseline table, the Q-VLM paper's Tables 1, 2, 4, 5, 6 and Fig. 3 (Wang et
- * al., NeurIPS 2024; layouts in docs/results/README.md), and {@link #ALL}, their union. Table 3
+ * al., NeurIPS 2024; layouts in docs/results/README.md), {@link #HEADLINE} (Q-VLM at W4A4 beside FP and
+ * every baseline at the same bits: the README's main job), and {@link #ALL}, their union. Table 3
  * (VQA datasets) and Table 7 (OpenFlamingo) need other models and data and are left out.
  */
 public enum Experiment {
@@ -23,6 +24,7 @@ public enum Experiment {
     TABLE5("table5", "Q-VLM Table 5: dependency proxy, quantization error versus entropy"),
     TABLE6("table6", "Q-VLM Table 6: comparison with ZeroQuant-V2"),
     FIG3("fig3", "Q-VLM Fig. 3: sweeps of maximum block depth, percentile grid and eta"),
+    HEADLINE("headline", "Q-VLM at W4A4 next to the floating-point model and the best baseline"),
     ALL("all", "Every table");
 
     /** The baselines in table order. */
@@ -35,6 +37,8 @@ public enum Experiment {
     public static final List<int[]> PAPER_BITS = List.of(new int[] {6, 6}, new int[] {4, 4});
     /** Bit widths of Tables 4 and 6. */
     public static final List<int[]> SPEED_BITS = List.of(new int[] {8, 8}, new int[] {4, 4});
+    /** The bit width of the headline comparison. */
+    public static final int[] HEADLINE_BITS = {4, 4};
     /** The bit width of the Fig. 3 sweeps. */
     public static final int[] FIG3_BITS = {4, 4};
     /** Fig. 3a: maximum decoder layers per block. */
@@ -143,6 +147,12 @@ public enum Experiment {
                 }
                 for (BigDecimal e : ETAS) {
                     l.add(ConfigSpec.qvlm(FIG3_BITS[0], FIG3_BITS[1], QvlmVariant.FULL.withEta(e)));
+                }
+            }
+            case HEADLINE -> {
+                l.add(ConfigSpec.qvlm(HEADLINE_BITS[0], HEADLINE_BITS[1], QvlmVariant.FULL));
+                for (String m : BASELINE_METHODS) {
+                    l.add(ConfigSpec.baseline(m, HEADLINE_BITS[0], HEADLINE_BITS[1]));
                 }
             }
             case ALL -> throw new IllegalStateException("ALL has no table of its own");

@@ -75,7 +75,7 @@ public final class ExperimentRunner {
     /** Written into a new output directory (unless one is there) to keep the large intermediates out of git. */
     static final String GITIGNORE = ".gitignore";
     /** Output paths that hold large intermediate files, kept out of version control. */
-    static final List<String> IGNORED = List.of(STATS_DIR + "/", MODELS_DIR + "/", WORK_DIR + "/");
+    static final List<String> IGNORED = List.of(STATS_DIR + "/", MODELS_DIR + "/", WORK_DIR + "/", "data-seed-*/");
     /** quantize's option for the number of VEO training samples. */
     static final String VEO_SAMPLES = "--veo-samples";
     /** Seed of the --limit sample of the evaluation (the eval command's default). */

@@ -137,7 +137,11 @@ class ExperimentCommandTest {
 
     /** A column's accuracy in report.json exactly as written there (e.g. "16.67"), or "-" for null. */
     private static String reportAccuracy(String id, String column) throws IOException {
-        String text = Files.readString(out.resolve("eval").resolve(id).resolve("report.json"));
+        return reportAccuracy(out, id, column);
+    }
+
+    private static String reportAccuracy(Path o, String id, String column) throws IOException {
+        String text = Files.readString(o.resolve("eval").resolve(id).resolve("report.json"));
         int acc = text.indexOf("\"accuracy\"");
         Matcher m = Pattern.compile("\"" + Pattern.quote(column) + "\"\\s*:\\s*(null|[0-9.]+)").matcher(text);
         assertTrue(m.find(acc), "report.json of " + id + " has no accuracy for " + column);
@@ -321,7 +325,47 @@ class ExperimentCommandTest {
         Run changed = run(other.toArray(String[]::new));
         assertEquals(2, changed.code());
         assertTrue(changed.err().contains("limit (--limit): earlier 6, now 5"), changed.err());
+        Run neither = run("experiment", "headline", "--model", MODEL.toString(), "--out", fresh.toString());
+        assertEquals(2, neither.code());
+        assertTrue(neither.err().contains("exactly one of --data DIR and --synth-seed S, got neither"), neither.err());
+        Run both = run("experiment", "headline", "--model", MODEL.toString(), "--data", data.toString(),
+                "--synth-seed", "3", "--out", fresh.toString());
+        assertEquals(2, both.code());
+        assertTrue(both.err().contains("got both"), both.err());
         assertFalse(Files.exists(fresh), "bad input must be refused before any output is made");
+    }
+
+    @Test
+    void headlineOnAFreshlyDrawnBenchmarkPrintsItsTable() throws IOException {
+        Path o = work.resolve("headline");
+        String[] args = {"experiment", "headline", "--model", MODEL.toString(), "--synth-seed", "11", "--out",
+                o.toString(), "--calib-n", "3", "--limit", "4", "--max-new-tokens", "2", "--bench-reps", "1",
+                "--decode-tokens", "2", "--threads", "2", "--bench-in-process", "--only", "fp"};
+        Run r = run(args);
+        assertEquals(0, r.code(), r.err());
+        Path drawn = o.resolve("data-seed-11");
+        JsonNode splits = JSON.readTree(drawn.resolve("pid_splits.json").toFile());
+        assertEquals(ExperimentCommand.SYNTH_TRAIN, splits.path("train").size());
+        assertEquals(ExperimentCommand.SYNTH_TEST, splits.path("test").size());
+        assertEquals(11, JSON.readTree(drawn.resolve("synth.json").toFile()).path("seed").asLong());
+        // The same benchmark as `synth --seed 11` draws.
+        Path direct = work.resolve("seed11");
+        SynthBenchmark.write(direct, new SynthBenchmark.Options(11, ExperimentCommand.SYNTH_TRAIN, 0,
+                ExperimentCommand.SYNTH_TEST, ExperimentCommand.SYNTH_IMAGE_SIZE), null);
+        assertEquals(Files.readString(direct.resolve("problems.json")), Files.readString(drawn.resolve("problems.json")));
+
+        List<List<String>> t = table(r.out(), "| Method");
+        assertEquals(List.of("Method", "Bits", "Avg (%)"), t.getFirst().subList(0, 3));
+        assertEquals(List.of("FP", "FP", reportAccuracy(o, "fp", "Avg")), t.get(1).subList(0, 3));
+        assertEquals(List.of("Q-VLM", "W4A4", "n/a"), t.get(2).subList(0, 3));
+        assertEquals(2 + METHODS.size(), t.size() - 1);
+
+        List<String> again = new ArrayList<>(List.of(args));
+        again.add("--resume");
+        Run second = run(again.toArray(String[]::new));
+        assertEquals(0, second.code(), second.err());
+        assertTrue(second.err().contains("reusing the seed-11 benchmark"), second.err());
+        assertEquals(t, table(second.out(), "| Method"));
     }
 
     @Test
@@ -334,7 +378,7 @@ class ExperimentCommandTest {
         }
         JsonNode steps = JSON.readTree(out.resolve("steps").resolve(QUANT_ID + ".json").toFile());
         assertTrue(steps.path("quantize").path("seconds").asDouble() > 0, steps.toString());
-        assertEquals("stats/\nmodels/\nwork/\n", Files.readString(out.resolve(".gitignore")));
+        assertEquals("stats/\nmodels/\nwork/\ndata-seed-*/\n", Files.readString(out.resolve(".gitignore")));
         assertEquals(README_TEXT, Files.readString(out.resolve(README)));
     }
 }

@@ -193,6 +193,32 @@ class ResultTablesTest {
     }
 
     @Test
+    void headlinePutsQvlmBesideFpAndRanksTheBaselinesByAccuracy() throws IOException {
+        List<List<String>> t = tables("headline.md").getFirst();
+        assertEquals(List.of("Method", "Bits", "Avg (%)", "Δ FP", "Size on disk", "Weights held", "Decode tokens/s",
+                "Note"), t.getFirst());
+        assertEquals(List.of("FP", "FP", avg("fp")), t.get(1).subList(0, 3));
+        assertEquals(List.of("Q-VLM", "W4A4", avg("qvlm-w4a4")), t.get(2).subList(0, 3));
+        assertEquals(weights("qvlm-w4a4"), t.get(2).get(5));
+        // Every baseline once at W4A4, sorted by falling accuracy, the first marked as the best.
+        List<String> expected = new ArrayList<>();
+        for (String m : Experiment.BASELINE_METHODS) {
+            expected.add(m + "-w4a4");
+        }
+        expected.sort((x, y) -> new BigDecimal(avg(y)).compareTo(new BigDecimal(avg(x))));
+        assertEquals(8, t.size() - 1);
+        for (int i = 0; i < expected.size(); i++) {
+            List<String> row = t.get(3 + i);
+            assertEquals(avg(expected.get(i)), row.get(2), "rank " + i);
+            assertEquals("W4A4", row.get(1));
+            assertEquals(i == 0, row.getFirst().endsWith(" (best baseline)"), row.getFirst());
+        }
+        BigDecimal fp = new BigDecimal(avg("fp"));
+        BigDecimal best = new BigDecimal(avg(expected.getFirst()));
+        assertEquals("+" + best.subtract(fp).toPlainString(), t.get(3).get(3));
+    }
+
+    @Test
     void fig3SweepsDepthGridAndEtaAndDrawsThem() throws IOException {
         List<List<List<String>>> ts = tables("fig3.md");
         List<List<String>> depth = ts.get(0);
