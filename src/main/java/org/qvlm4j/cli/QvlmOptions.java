@@ -65,7 +65,7 @@ public final class QvlmOptions {
     int veoBatch;
 
     @Option(names = "--veo-answer-style", paramLabel = "STYLE",
-            description = "qvlm VEO: supervised answer of L_reg, letter or reasoned (default: the model's "
+            description = "qvlm VEO: supervised answer of L_reg, letter, reasoned, labelled or stepwise (default: the model's "
                     + "train_manifest.json answer_style, else letter).")
     String veoAnswerStyle;
 

@@ -228,14 +228,7 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--head-dim " + headDim + " must divide --vision-hidden " + visionHidden
                     + " and --text-hidden " + textHidden);
         }
-        QcmExampleEncoder.AnswerStyle style = switch (answerStyle) {
-            case "letter" -> QcmExampleEncoder.AnswerStyle.LETTER;
-            case "reasoned" -> QcmExampleEncoder.AnswerStyle.REASONED;
-            case "labelled" -> QcmExampleEncoder.AnswerStyle.LABELLED;
-            case "stepwise" -> QcmExampleEncoder.AnswerStyle.STEPWISE;
-            default -> throw new IllegalArgumentException("--answer-style: expected 'letter', 'reasoned', 'labelled' or 'stepwise', got '"
-                    + answerStyle + "'");
-        };
+        QcmExampleEncoder.AnswerStyle style = QcmExampleEncoder.AnswerStyle.parse("--answer-style", answerStyle);
         Trainer.Options options = new Trainer.Options(epochs, batch, lr, minLrRatio, warmup, weightDecay, clip, seed,
                 checkpointEvery, workers, maxSteps);
 

@@ -65,6 +65,17 @@ public final class QcmExampleEncoder implements ExampleEncoder {
          */
         STEPWISE;
 
+        /** The style of a lower-case name (letter, reasoned, labelled, stepwise); the error names where it came from. */
+        public static AnswerStyle parse(String where, String value) {
+            for (AnswerStyle s : values()) {
+                if (s.name().equalsIgnoreCase(value)) {
+                    return s;
+                }
+            }
+            throw new IllegalArgumentException(where + ": expected 'letter', 'reasoned', 'labelled' or 'stepwise', got '"
+                    + value + "'");
+        }
+
         /** The answer text for a problem. */
         public String answer(ScienceQaProblem p) {
             String letter = answerLetter(p);

@@ -157,13 +157,9 @@ public final class VeoInputs {
         return answerStyle(f + " key answer_style", style.asText());
     }
 
-    /** letter or reasoned; the error names where the value came from. */
+    /** An answer style by name ({@link QcmExampleEncoder.AnswerStyle#parse}). */
     public static QcmExampleEncoder.AnswerStyle answerStyle(String where, String value) {
-        return switch (value.toLowerCase(Locale.ROOT)) {
-            case "letter" -> QcmExampleEncoder.AnswerStyle.LETTER;
-            case "reasoned" -> QcmExampleEncoder.AnswerStyle.REASONED;
-            default -> throw new IllegalArgumentException(where + ": expected letter or reasoned, got '" + value + "'");
-        };
+        return QcmExampleEncoder.AnswerStyle.parse(where, value);
     }
 
     /** The ids as a JSON array. */
