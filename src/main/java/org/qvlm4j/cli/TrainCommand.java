@@ -347,7 +347,9 @@ public final class TrainCommand implements Callable<Integer> {
         ObjectNode m = JSON.createObjectNode();
         ArrayNode cmd = m.putArray("command");
         cmd.add("qvlm4j").add("train");
-        spec.commandLine().getParseResult().originalArgs().forEach(cmd::add);
+        List<String> args = spec.commandLine().getParseResult().originalArgs();
+        // Reached through the top-level command, the arguments start with the subcommand's own name.
+        args.subList(!args.isEmpty() && args.getFirst().equals("train") ? 1 : 0, args.size()).forEach(cmd::add);
         m.put("seed", seed);
         m.put("data", data.toAbsolutePath().normalize().toString());
         m.put("split", split);

@@ -33,7 +33,6 @@ import org.qvlm4j.model.LlavaModel;
 import org.qvlm4j.train.QcmExampleEncoder;
 import org.qvlm4j.train.TrainableLlava;
 import org.qvlm4j.train.Trainer;
-import picocli.CommandLine;
 
 /**
  * {@code qvlm4j train} end to end on a few synthetic problems with a tiny model: the output is an
@@ -86,10 +85,11 @@ class TrainCommandTest {
     static Result run(String... args) {
         StringWriter out = new StringWriter();
         StringWriter err = new StringWriter();
-        CommandLine cl = new CommandLine(new TrainCommand());
-        cl.setOut(new PrintWriter(out, true));
-        cl.setErr(new PrintWriter(err, true));
-        int code = cl.execute(args);
+        // Through the top-level command, as the launcher runs it.
+        String[] full = new String[args.length + 1];
+        full[0] = "train";
+        System.arraycopy(args, 0, full, 1, args.length);
+        int code = Main.run(full, new PrintWriter(out, true), new PrintWriter(err, true));
         return new Result(code, out.toString(), err.toString());
     }
 
@@ -183,6 +183,8 @@ class TrainCommandTest {
         assertEquals(12, manifest.get("examples").asInt());
         assertTrue(manifest.get("finished").asBoolean());
         assertEquals("train", manifest.get("command").get(1).asText());
+        assertTrue(manifest.get("command").get(2).asText().startsWith("--"), "the subcommand is named once: "
+                + manifest.get("command"));
         assertTrue(manifest.get("wall_seconds_this_run").asDouble() > 0);
     }
 
