@@ -194,16 +194,36 @@ public final class QuantizeCommand implements Callable<Integer> {
         return b.build();
     }
 
-    /** NF4 with the given block, or one block per row when the category's rows are not whole blocks. */
+    /** The smallest NF4 block used when a category's row lengths force a block below the requested one. */
+    static final int NF4_MIN_BLOCK = 16;
+
+    /**
+     * NF4 with the given block; when the category's rows are not whole blocks, one block per row if
+     * they all have one length, else the largest common divisor of the row lengths below the block
+     * (e.g. 32 for a projector with rows of 96 and 128 and a block of 64).
+     */
     private static QuantSpec nf4Spec(TensorCategory c, int block, boolean doubleQuant, LlavaConfig cfg) {
         Set<Integer> ks = rowLengths(c, cfg);
         int b = block;
         if (ks.stream().anyMatch(k -> k % block != 0)) {
-            if (ks.size() != 1) {
-                throw new IllegalArgumentException("--method nf4: the linears of " + c.key() + " have rows of " + ks
-                        + " weights; expected multiples of the NF4 block " + block + " or a single row length");
+            if (ks.size() == 1) {
+                b = ks.iterator().next();
+            } else {
+                int g = ks.stream().reduce(0, (x, y) -> java.math.BigInteger.valueOf(x)
+                        .gcd(java.math.BigInteger.valueOf(y)).intValueExact());
+                b = 0;
+                for (int d = Math.min(block, g); d >= NF4_MIN_BLOCK; d--) {
+                    if (g % d == 0) {
+                        b = d;
+                        break;
+                    }
+                }
+                if (b == 0) {
+                    throw new IllegalArgumentException("--method nf4: the linears of " + c.key() + " have rows of " + ks
+                            + " weights; expected multiples of the NF4 block " + block + ", a single row length or a "
+                            + "common divisor of at least " + NF4_MIN_BLOCK);
+                }
             }
-            b = ks.iterator().next();
         }
         return new QuantSpec(QuantSpec.Format.NF4, QuantSpec.Target.WEIGHT, 4, true, QuantSpec.Granularity.BLOCK, b,
                 false, QuantSpec.Clip.NONE, doubleQuant ? QuantSpec.NF4_DOUBLE_QUANT_BLOCK : 0);
