@@ -358,7 +358,8 @@ public final class ModelBench {
         return cmd;
     }
 
-    private static void deleteTree(Path dir) {
+    /** Removes a temporary directory tree (null: nothing), ignoring failures. */
+    static void deleteTree(Path dir) {
         if (dir == null) {
             return;
         }
@@ -367,7 +368,7 @@ public final class ModelBench {
                 Files.deleteIfExists(p);
             }
         } catch (IOException ignored) {
-            // a temporary directory left behind does no harm; the measurement already succeeded or failed
+            // a temporary directory left behind does no harm; the work it served already succeeded or failed
         }
     }
 

@@ -48,6 +48,8 @@ public final class ModelComparison {
                     r -> r.footprint().packedScaleZeroBytes()),
             new Metric("weights.other_bytes", "  embeddings, norms, biases", BYTES,
                     r -> r.footprint().otherTensorBytes()),
+            new Metric("weights.linear_bytes", "linears, float and packed together", BYTES,
+                    r -> r.footprint().linearBytes()),
             new Metric("memory.rss_before_load_bytes", "resident before load: VmRSS", BYTES,
                     r -> known(r.beforeLoad().vmRss())),
             new Metric("memory.rss_after_load_bytes", "resident after load: VmRSS", BYTES,
@@ -136,6 +138,20 @@ public final class ModelComparison {
                     formatRatio(r.ratio())));
         }
         return sb.toString().stripTrailing();
+    }
+
+    /**
+     * The comparison in one line: decode and prefill throughput of model over vs, and how many
+     * times fewer bytes model's linears take (vs / model of {@link ModelFootprint#linearBytes}).
+     */
+    public static String headline(ModelBench.Report model, ModelBench.Report vs) {
+        long a = model.footprint().linearBytes();
+        long b = vs.footprint().linearBytes();
+        return String.format(Locale.ROOT, "model / vs: decode %sx the tokens/s, prefill %sx; linears take %sx fewer "
+                        + "bytes (%,d vs %,d)",
+                formatRatio(ratio(model.decodeTokensPerSecond(), vs.decodeTokensPerSecond())),
+                formatRatio(ratio(model.prefillTokensPerSecond(), vs.prefillTokensPerSecond())),
+                formatRatio(ratio(b, a)), a, b);
     }
 
     /** Path and weight layout in a few words. */

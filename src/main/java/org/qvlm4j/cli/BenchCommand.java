@@ -6,11 +6,13 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.Callable;
+import java.util.function.Consumer;
 import org.qvlm4j.bench.KernelBench;
 import org.qvlm4j.bench.ModelBench;
 import org.qvlm4j.bench.ModelComparison;
 import org.qvlm4j.bench.ModelFootprint;
 import org.qvlm4j.bench.QuantKernelBench;
+import org.qvlm4j.bench.WeightOnlyQuantization;
 import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.kernels.Parallel;
 import org.qvlm4j.model.LlavaModel;
@@ -27,7 +29,9 @@ import picocli.CommandLine.Model.CommandSpec;
  * run: for a quantized {@code --model} GEMV and GEMM of its packed formats against F32 and BF16
  * ({@link QuantKernelBench}), otherwise fp32 GEMM and BF16 / F32 GEMV ({@link KernelBench}).
  * Without {@code --model} the model is a random llava-1.5-7b-shaped BF16 checkpoint with 2 vision
- * and 2 decoder layers at full width, created on first use. {@code --json} writes everything for
+ * and 2 decoder layers at full width, created on first use. {@code --quantize SPEC} measures a
+ * weight-only round-to-nearest copy of that model (or of {@code --model}), lm_head included,
+ * against the model itself ({@link WeightOnlyQuantization}). {@code --json} writes everything for
  * results scripts.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
@@ -45,6 +49,12 @@ final class BenchCommand implements Callable<Integer> {
             description = "Baseline model measured in the same run (e.g. the floating-point model of a quantized --model); "
                     + "the table gives model / vs for every metric.")
     Path vsDir;
+
+    @Option(names = "--quantize", paramLabel = "SPEC",
+            description = "Measure a round-to-nearest, weight-only copy of the floating-point model (--model, or the "
+                    + "default random one) against that model: SPEC (a weight spec, e.g. w4-asym-g128) for every "
+                    + "linear the presets quantize and for lm_head; the copy is made in --work-dir on first use.")
+    String quantize;
 
     @Option(names = "--json", paramLabel = "FILE", description = "Also write every metric, both reports and the kernel "
             + "results as JSON (written to a temporary file, then renamed).")
@@ -121,9 +131,16 @@ final class BenchCommand implements Callable<Integer> {
         if (vsDir != null && modelDir == null) {
             throw new IllegalArgumentException("--vs " + vsDir + " needs --model: the model to compare with it");
         }
-        if (skipModel && (vsDir != null || jsonFile != null)) {
-            throw new IllegalArgumentException("--skip-model leaves nothing to compare or write: drop --vs and --json, "
-                    + "or --skip-model");
+        if (skipModel && (vsDir != null || jsonFile != null || quantize != null)) {
+            throw new IllegalArgumentException("--skip-model leaves nothing to compare or write: drop --vs, --json and "
+                    + "--quantize, or --skip-model");
+        }
+        if (quantize != null) {
+            if (vsDir != null) {
+                throw new IllegalArgumentException("--quantize " + quantize + " measures the quantized copy against "
+                        + "the model it came from; drop --vs " + vsDir);
+            }
+            WeightOnlyQuantization.weightSpec(quantize);
         }
         if (modelDir != null) {
             ModelBench.checkModelDir(modelDir, "--model");
@@ -151,16 +168,25 @@ final class BenchCommand implements Callable<Integer> {
         ModelBench.Report model = null;
         ModelBench.Report vs = null;
         if (!skipModel) {
+            Consumer<String> progress = m -> {
+                err.println(m);
+                err.flush();
+            };
             Path dir = modelDir != null ? modelDir
-                    : ModelBench.ensureRandom7bShaped(workDir, visionLayers, textLayers, seed, m -> {
-                        err.println(m);
-                        err.flush();
-                    });
+                    : ModelBench.ensureRandom7bShaped(workDir, visionLayers, textLayers, seed, progress);
+            Path baseline = vsDir;
+            if (quantize != null) {
+                baseline = dir;
+                dir = WeightOnlyQuantization.ensure(dir, workDir, quantize, progress);
+            }
             model = measure(dir, options, isolation, err);
-            if (vsDir != null) {
-                vs = measure(vsDir, options, isolation, err);
+            if (baseline != null) {
+                vs = measure(baseline, options, isolation, err);
             }
             out.println(ModelComparison.table(model, vs, isolation));
+            if (vs != null) {
+                out.println(ModelComparison.headline(model, vs));
+            }
             if (vs != null && model.promptTokens() != vs.promptTokens()) {
                 out.printf("note: the prompts differ (%d and %d tokens): the tokenizers differ%n", model.promptTokens(),
                         vs.promptTokens());

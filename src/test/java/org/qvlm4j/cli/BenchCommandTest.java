@@ -2,6 +2,7 @@ package org.qvlm4j.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -27,8 +28,8 @@ import org.qvlm4j.model.LlavaModel;
  * {@code qvlm4j bench --model --vs} end to end on the tiny model and its INT4 export: every metric
  * of both models in the JSON, ratios equal to model / vs of the values, the printed table equal to
  * the JSON, a child JVM's size accounting equal to this JVM's, the kernel section of the export's
- * packed format, and bad input exiting 2 with a message naming the option and path. No assertion
- * on any time or rate.
+ * packed format, {@code --quantize} measuring a weight-only RTN copy against its model, and bad input
+ * exiting 2 with a message naming the option and path. No assertion on any time or rate.
  */
 class BenchCommandTest {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -121,6 +122,46 @@ class BenchCommandTest {
         try (Stream<Path> s = Files.list(outDir)) {
             assertEquals(List.of(json), s.toList(), "only the JSON is left (written through a temporary, renamed)");
         }
+    }
+
+    @Test
+    void quantizeMeasuresTheRoundToNearestCopyAgainstItsModel() throws IOException {
+        Path workDir = work.resolve("quantize-work");
+        Path json = work.resolve("quantize.json");
+        Run r = run(args("bench", "--model", BenchFixtures.TINY.toString(), "--quantize", "w4-asym-channel",
+                "--work-dir", workDir.toString(), "--in-process", "--skip-kernels", "--json", json.toString()));
+        assertEquals(0, r.code(), r.err());
+        Path copy = workDir.resolve("tiny-llava-rtn-w4-asym-channel");
+        JsonNode root = JSON.readTree(json.toFile());
+        assertEquals(copy.toString(), root.path("model").asText());
+        assertEquals(BenchFixtures.TINY.toString(), root.path("vs").asText());
+        ModelFootprint q = footprint(copy);
+        ModelFootprint f = footprint(BenchFixtures.TINY);
+        // every linear the presets quantize and lm_head are packed; the patch embedding stays float
+        assertEquals(BenchFixtures.quantizedLinears().size() + 1, q.packedLinearCount());
+        assertEquals(1, q.floatLinears());
+        JsonNode linears = null;
+        for (JsonNode m : root.path("metrics")) {
+            if (m.path("key").asText().equals("weights.linear_bytes")) {
+                linears = m;
+            }
+        }
+        assertNotNull(linears, root.path("metrics").toString());
+        assertEquals(q.linearBytes(), linears.path("model").asLong());
+        assertEquals(f.linearBytes(), linears.path("vs").asLong());
+        String headline = r.out().lines().filter(l -> l.startsWith("model / vs: decode ")).findFirst().orElse("");
+        String fewer = ModelComparison.formatRatio(ModelComparison.ratio(f.linearBytes(), q.linearBytes()));
+        assertTrue(headline.contains("linears take " + fewer + "x fewer bytes"), r.out());
+        assertTrue(r.err().contains("lm_head included"), r.err());
+
+        Run vs = run(args("bench", "--model", BenchFixtures.TINY.toString(), "--quantize", "w4-asym-channel",
+                "--vs", BenchFixtures.TINY.toString(), "--skip-kernels"));
+        assertEquals(Main.EXIT_BAD_INPUT, vs.code());
+        assertTrue(vs.err().contains("--quantize w4-asym-channel") && vs.err().contains("drop --vs"), vs.err());
+        Run input = run(args("bench", "--model", BenchFixtures.TINY.toString(), "--quantize", "a8-sym-token",
+                "--skip-kernels"));
+        assertEquals(Main.EXIT_BAD_INPUT, input.code());
+        assertTrue(input.err().contains("--quantize 'a8-sym-token'"), input.err());
     }
 
     @Test

@@ -22,7 +22,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * The quantized kernels at 128, 256 and 512 bits against a double-precision product on the
  * dequantized weights and against their scalar twins in {@link QuantGemmRef}: weight-only GEMV and
  * GEMM for INT8/INT6/INT4/NF4 (symmetric and asymmetric, per row with odd K and per group of
- * 32/64/96/128 including an INT6 half block), and the integer product (int8/int4 activations, dynamic
+ * 32/64/96/128 including an INT6 half block; the GEMV also with up to 20 groups per row), and the
+ * integer product (int8/int4 activations, dynamic
  * per token or group, static) which must equal its twin bit for bit. Codes sit at odd byte offsets
  * off-heap; 1 and 2 threads must agree bit for bit.
  */
@@ -35,6 +36,12 @@ class QuantKernelsTest {
     static final int[][] SHAPES = {{1, 1}, {7, 7}, {33, 33}, {100, 100}, {130, 130},
         {192, 96}, {96, 32}, {160, 32}, {192, 64}, {256, 128}};
     static final int[] NS = {1, 5, 34, 70};
+    /**
+     * GEMV-only (K, group size) pairs with more groups than any species has lanes, plus a
+     * remainder (the zero-point term's vector steps and scalar tail); 64 and 128 are whole INT4
+     * chunks at some widths and not at others, so both INT4 GEMV paths see many groups.
+     */
+    static final int[][] MANY_GROUPS = {{640, 32}, {1152, 64}, {2304, 128}};
 
     static Parallel one;
     static Parallel two;
@@ -139,6 +146,30 @@ class QuantKernelsTest {
                 }
             }
             i++;
+        }
+    }
+
+    @ParameterizedTest(name = "{0} {1} symmetric={2}")
+    @MethodSource("speciesFormats")
+    void gemvWithManyGroupsMatchesReferenceAndTwin(VectorSpecies<Float> sp, QuantFormat f, boolean symmetric) {
+        int N = 3;
+        for (int i = 0; i < MANY_GROUPS.length; i++) {
+            int K = MANY_GROUPS[i][0];
+            int G = MANY_GROUPS[i][1];
+            PackedMatrix w = weights(f, N, K, G, symmetric, 500 + i);
+            float[] x = KernelTestData.gaussian(K, 600 + i);
+            String what = sp + " " + f + (symmetric ? " sym" : "") + " GEMV N=" + N + " K=" + K + " G=" + G;
+            float[] ref = new float[N];
+            QuantGemmRef.matmulDequantized(x, 1, w, ref);
+            float[] twin = new float[N];
+            QuantGemmRef.matmulWeightOnly(x, 1, w, twin);
+            float[] got1 = new float[N];
+            QuantGemm.matmul(sp, one, x, 1, w, got1);
+            float[] got2 = new float[N];
+            QuantGemm.matmul(sp, two, x, 1, w, got2);
+            assertClose(x, 1, w, ref, got1, what);
+            assertClose(x, 1, w, twin, got1, what + " vs twin");
+            assertArrayEquals(got1, got2, what + ": 1 vs 2 threads");
         }
     }
 
