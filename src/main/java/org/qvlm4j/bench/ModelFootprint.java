@@ -44,13 +44,17 @@ public record ModelFootprint(long safetensorsBytes, long directoryBytes, long te
     public static ModelFootprint of(Path modelDir, LlavaModel model) {
         long safetensors = 0;
         long all = 0;
-        try (Stream<Path> files = Files.walk(modelDir)) {
-            for (Path p : (Iterable<Path>) files::iterator) {
-                if (Files.isRegularFile(p)) {
-                    long size = Files.size(p);
-                    all += size;
-                    if (p.getParent().equals(modelDir) && p.getFileName().toString().endsWith(".safetensors")) {
-                        safetensors += size;
+        try {
+            // the real path: a model directory reached through a symbolic link is walked, not skipped
+            Path root = modelDir.toRealPath();
+            try (Stream<Path> files = Files.walk(root)) {
+                for (Path p : (Iterable<Path>) files::iterator) {
+                    if (Files.isRegularFile(p)) {
+                        long size = Files.size(p);
+                        all += size;
+                        if (p.getParent().equals(root) && p.getFileName().toString().endsWith(".safetensors")) {
+                            safetensors += size;
+                        }
                     }
                 }
             }

@@ -332,14 +332,13 @@ final class QuantVectorKernels implements QuantKernelSet {
         int full = K - K % chunk;
         int s = r * w.groups(); // index of the current group's scale
         int next = G; // first k of the next group
-        long bo = o; // byte offset of chunk c, its own induction variable: no shift or sign extension per chunk
         FloatVector acc = FloatVector.zero(F);
-        for (int c = 0; c < full; c += chunk, bo += 4 * L) {
+        for (int c = 0; c < full; c += chunk) {
             if (c >= next) {
                 s++;
                 next += G;
             }
-            IntVector v = IntVector.fromMemorySegment(I, seg, bo, LE);
+            IntVector v = IntVector.fromMemorySegment(I, seg, o + (c >> 1), LE);
             FloatVector e = ((FloatVector) v.and(0xF).convert(VectorOperators.I2F, 0))
                     .mul(FloatVector.fromArray(F, xp, c));
             FloatVector d = ((FloatVector) v.and(0xF0).convert(VectorOperators.I2F, 0))
@@ -358,12 +357,14 @@ final class QuantVectorKernels implements QuantKernelSet {
                     .fma(FloatVector.fromArray(F, xp, c + 7 * L), d);
             acc = e.add(d).fma(FloatVector.broadcast(F, sc[s]), acc);
         }
-        return sumLanes(acc) + scalarTail(w, seg, o, r, xp, full);
+        float dot = sumLanes(acc);
+        return full == K ? dot : dot + scalarTail(w, seg, o, r, xp, full);
     }
 
     /**
-     * Row r0 of an INT4 matrix whose chunks may straddle groups (groups of 32, or odd multiples of
-     * 32 at 256 bits and more): as {@link #gemv1Int4}, with per-lane scales for a straddling chunk.
+     * Row r0 of an INT4 matrix whose chunks may straddle groups (groups that are not whole chunks,
+     * e.g. 32 or 96 at 256 bits, 64 at 512): as {@link #gemv1Int4}, with per-lane scales for a
+     * straddling chunk.
      */
     private static void gemv1Int4Mixed(float[] xp, float[] xsum, PackedMatrix w, float[] out, int r0, float[] tmp) {
         MemorySegment seg = w.codes();

@@ -19,7 +19,7 @@ import org.qvlm4j.model.LlavaModel;
  * Size and weight-byte accounting against sums written out by hand for the tiny F32 model and its
  * packed INT4 export: float linears 4 N K bytes, INT4 codes N ceil(K / 2) bytes, one fp32 scale and
  * one 8-bit zero point per row; and against the safetensors files' own layout (8-byte length,
- * header, tensor data).
+ * header, tensor data); a directory reached through a symbolic link counts as itself.
  */
 class ModelFootprintTest {
     private static final int F32_BYTES = 4;
@@ -114,5 +114,16 @@ class ModelFootprintTest {
         assertEquals(base.directoryBytes() + extra, f.directoryBytes());
         // only the checkpoint's own files (at the top level) are weights on disk
         assertEquals(base.safetensorsBytes(), f.safetensorsBytes());
+    }
+
+    @Test
+    void aModelDirectoryReachedThroughASymbolicLinkIsMeasuredAsItself() throws IOException {
+        Path link = Files.createSymbolicLink(work.resolve("linked-model"), BenchFixtures.TINY.toAbsolutePath());
+        try {
+            assertEquals(footprint(BenchFixtures.TINY), footprint(link));
+            assertTrue(footprint(link).safetensorsBytes() > 0);
+        } finally {
+            Files.delete(link); // the temporary directory's clean-up would otherwise meet a link leading out of it
+        }
     }
 }
