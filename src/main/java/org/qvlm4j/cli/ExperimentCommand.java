@@ -170,6 +170,10 @@ public final class ExperimentCommand implements Callable<Integer> {
         if (data != null) {
             return data;
         }
+        if (!Files.isRegularFile(model.resolve("config.json"))) {
+            // Checked before drawing, so a wrong --model leaves nothing behind.
+            throw new IllegalArgumentException("--model " + model + ": expected a model directory with config.json");
+        }
         Path dir = out.resolve("data-seed-" + synthSeed);
         if (Files.isRegularFile(dir.resolve(ScienceQaDataset.PROBLEMS_FILE))) {
             err.println("experiment: reusing the seed-" + synthSeed + " benchmark in " + dir);

@@ -332,6 +332,10 @@ class ExperimentCommandTest {
                 "--synth-seed", "3", "--out", fresh.toString());
         assertEquals(2, both.code());
         assertTrue(both.err().contains("got both"), both.err());
+        Run noModel = run("experiment", "headline", "--model", work.resolve("nomodel").toString(), "--synth-seed", "3",
+                "--out", fresh.toString());
+        assertEquals(2, noModel.code());
+        assertTrue(noModel.err().contains("--model") && noModel.err().contains("nomodel"), noModel.err());
         assertFalse(Files.exists(fresh), "bad input must be refused before any output is made");
     }
 
