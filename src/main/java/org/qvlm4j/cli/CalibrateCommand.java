@@ -75,6 +75,12 @@ public final class CalibrateCommand implements Callable<Integer> {
             description = "Image aspect handling: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}, as the evaluation).")
     PadMode padMode;
 
+    @Option(names = "--inputs", defaultValue = "ANSWER", paramLabel = "WHAT",
+            description = "Tokens each problem runs: PROMPT (up to ASSISTANT:, as Q-VLM's code) or ANSWER (the prompt, "
+                    + "then the train answer in the model's answer style and EOS, so that frozen ranges cover the "
+                    + "tokens generation produces) (default: ${DEFAULT-VALUE}).")
+    Calibrator.Inputs inputs;
+
     @Option(names = "--out", required = true, paramLabel = "STATS", description = "Statistics directory to create.")
     Path out;
 
@@ -88,7 +94,7 @@ public final class CalibrateCommand implements Callable<Integer> {
         try {
             int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
             Calibrator.Request req = new Calibrator.Request(modelDir, dataDir, split, allowSplit, n, seed, hessian,
-                    channelPercentiles, nThreads, template, padMode, out, overwrite);
+                    channelPercentiles, nThreads, template, padMode, inputs, out, overwrite);
             long[] last = {0};
             Calibrator.Result res = Calibrator.run(req, p -> {
                 long now = System.nanoTime();

@@ -55,7 +55,7 @@ public final class TrainCommand implements Callable<Integer> {
     /** Exit code for bad input, the same as Main's. */
     static final int EXIT_BAD_INPUT = 2;
     static final String CHECKPOINTS = "checkpoints";
-    static final String MANIFEST = "train_manifest.json";
+    static final String MANIFEST = QcmExampleEncoder.TRAIN_MANIFEST;
     static final String PLOT = "loss.png";
     private static final List<String> TOKENIZER_FILES = List.of(LlavaTokenizer.TOKENIZER_FILE, LlavaTokenizer.CONFIG_FILE,
             "special_tokens_map.json");

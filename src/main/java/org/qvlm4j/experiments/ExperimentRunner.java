@@ -270,8 +270,8 @@ public final class ExperimentRunner {
                 CALIB_SPLIT, s.calibSeed(), stats));
         Ticker t = new Ticker();
         Calibrator.Result r = Calibrator.run(new Calibrator.Request(s.model(), s.data(), CALIB_SPLIT, false, s.calibN(),
-                s.calibSeed(), "all", "all", s.threads(), PromptTemplate.VICUNA_V1, PadMode.PAD_TO_SQUARE, stats,
-                false), p -> t.tick(p.done() == p.total(), () -> String.format(Locale.ROOT,
+                s.calibSeed(), "all", "all", s.threads(), PromptTemplate.VICUNA_V1, PadMode.PAD_TO_SQUARE,
+                Calibrator.Inputs.ANSWER, stats, false), p -> t.tick(p.done() == p.total(), () -> String.format(Locale.ROOT,
                 "  calibrate: %d/%d prompts", p.done(), p.total())));
         log.accept(String.format(Locale.ROOT, "experiment: calibrated %d prompts, %d tokens in %.1f s", r.samples(),
                 r.tokens(), r.seconds()));

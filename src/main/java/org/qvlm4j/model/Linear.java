@@ -31,7 +31,8 @@ public final class Linear {
     private InputQuantizer inputQuantizer; // or null
     private WeightMatrix lowRankU; // (N, r) or null
     private WeightMatrix lowRankV; // (r, K) or null
-    private float[] inCopy = new float[0];
+    // One copy buffer per thread: evaluation workers share the model, each with its own session.
+    private final ThreadLocal<float[]> inCopy = ThreadLocal.withInitial(() -> new float[0]);
     private float[] lowRankMid = new float[0];
     private float[] lowRankOut = new float[0];
 
@@ -196,11 +197,12 @@ public final class Linear {
         float[] in = x;
         if (tap != null || inputScale != null || inputQuantizer != null) {
             int n = T * K;
-            if (inCopy.length < n) {
-                inCopy = new float[n];
+            in = inCopy.get();
+            if (in.length < n) {
+                in = new float[n];
+                inCopy.set(in);
             }
-            System.arraycopy(x, 0, inCopy, 0, n);
-            in = inCopy;
+            System.arraycopy(x, 0, in, 0, n);
         }
         if (tap != null) {
             tap.onActivation(inSite, in, T, K);

@@ -2,6 +2,13 @@ package org.qvlm4j.train;
 
 import org.qvlm4j.eval.ScienceQaPrompt;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.function.Function;
 import org.qvlm4j.data.ScienceQaProblem;
 import org.qvlm4j.io.config.LlavaConfig;
@@ -43,6 +50,9 @@ public final class QcmExampleEncoder implements ExampleEncoder {
     private final AnswerStyle style;
     private boolean supervisePrompt;
 
+    /** The manifest {@code qvlm4j train} writes into a model directory; it records the answer style. */
+    public static final String TRAIN_MANIFEST = "train_manifest.json";
+
     /** What the model is taught to answer. */
     public enum AnswerStyle {
         /** The option's letter alone ("B"). */
@@ -74,6 +84,25 @@ public final class QcmExampleEncoder implements ExampleEncoder {
             }
             throw new IllegalArgumentException(where + ": expected 'letter', 'reasoned', 'labelled' or 'stepwise', got '"
                     + value + "'");
+        }
+
+        /**
+         * The style a model directory's {@value #TRAIN_MANIFEST} records under {@code answer_style}
+         * (what {@code qvlm4j train} taught it), else {@link #LETTER}: a model made elsewhere is
+         * assumed to answer as LLaVA's ScienceQA prompt asks, with the letter.
+         */
+        public static AnswerStyle ofModel(Path modelDir) {
+            Path f = modelDir.resolve(TRAIN_MANIFEST);
+            if (!Files.isRegularFile(f)) {
+                return LETTER;
+            }
+            JsonNode style;
+            try {
+                style = new ObjectMapper().readTree(Files.readAllBytes(f)).path("answer_style");
+            } catch (IOException e) {
+                throw new UncheckedIOException(f + ": cannot read the training manifest: " + e.getMessage(), e);
+            }
+            return style.isTextual() ? parse(f + " key answer_style", style.asText()) : LETTER;
         }
 
         /** The answer text for a problem. */

@@ -237,4 +237,51 @@ class InputQuantizerTest {
         double[] fp = reference(x, ones, spec, w, u, v, 0, b, n);
         TestArrays.assertClose(fp, y, LINEAR_REL_TOL * maxAbs(fp), "fp weight");
     }
+
+    /**
+     * Evaluation workers share one model: a linear that copies its input before quantizing it must
+     * give every thread the result it gives alone (a shared copy buffer once let one thread's
+     * input overwrite another's mid-product).
+     */
+    @Test
+    void concurrentForwardsOfOneLinearEqualSequentialOnes() throws Exception {
+        int n = 64;
+        int k = 256;
+        int rows = 3;
+        int threads = 4;
+        int rounds = 200;
+        float[] w = inputs(n, k, SEED + 11);
+        PackedMatrix packed = PackedMatrix.quantize(w, n, k, QuantFormat.INT8, 32, true);
+        Linear l = new Linear("llm.layers.0.mlp.down_proj", packed, null);
+        l.setInputQuantizer(InputQuantizer.dynamic(runtime(QuantSpec.parse("a8-asym-token-dynamic")),
+                InputQuantizer.Execution.FAKE, k));
+        float[][] xs = new float[threads][];
+        float[][] alone = new float[threads][];
+        for (int t = 0; t < threads; t++) {
+            xs[t] = inputs(rows, k, SEED + 20 + t);
+            alone[t] = new float[rows * n];
+            l.forward(xs[t], rows, alone[t], null);
+        }
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(threads);
+        try {
+            List<java.util.concurrent.Future<Integer>> mismatches = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                int id = t;
+                mismatches.add(pool.submit(() -> {
+                    int bad = 0;
+                    float[] y = new float[rows * n];
+                    for (int r = 0; r < rounds; r++) {
+                        l.forward(xs[id], rows, y, null);
+                        bad += java.util.Arrays.equals(y, alone[id]) ? 0 : 1;
+                    }
+                    return bad;
+                }));
+            }
+            for (java.util.concurrent.Future<Integer> f : mismatches) {
+                assertEquals(0, f.get());
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
 }

@@ -13,6 +13,7 @@ import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Objects;
 import java.util.Set;
 import java.util.function.Consumer;
 import java.util.function.Function;
@@ -20,6 +21,8 @@ import java.util.regex.Pattern;
 import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.data.ScienceQaProblem;
 import org.qvlm4j.eval.ScienceQaEvaluator;
+import org.qvlm4j.eval.ScienceQaPrompt;
+import org.qvlm4j.train.QcmExampleEncoder;
 import org.qvlm4j.io.image.ClipImageProcessor;
 import org.qvlm4j.io.image.PadMode;
 import org.qvlm4j.io.text.LlavaTokenizer;
@@ -30,10 +33,19 @@ import org.qvlm4j.model.LlavaModel;
 
 /**
  * One calibration run: a seeded sample of n ScienceQA problems of a split (train unless explicitly
- * allowed otherwise), each turned into input ids and pixels exactly as the evaluation does
- * ({@link ScienceQaEvaluator#promptIds}: the prompt up to "ASSISTANT:", no answer, as Q-VLM
- * calibrates on prefill tokens), run through the model's full forward with a
- * {@link CalibrationTap}, and written as a {@link CalibrationStats} directory.
+ * allowed otherwise), each turned into input ids and pixels as the evaluation does
+ * ({@link ScienceQaEvaluator#promptIds}: the prompt up to "ASSISTANT:"), followed by default by the
+ * problem's answer in the style the model was trained to give and the EOS token ({@link Inputs}),
+ * run through the model's full forward with a {@link CalibrationTap}, and written as a
+ * {@link CalibrationStats} directory.
+ *
+ * <p>Why the answer by default: static input ranges are frozen at calibration and then serve every
+ * token the model generates. Q-VLM's code calibrates on prefill tokens only, but widens the ranges
+ * at every decode step; with frozen ranges (the paper's "stored rounding parameters") a model that
+ * writes a reasoned answer of dozens of tokens meets activations the prompt never produced, and
+ * clipping them breaks the generation (W8A8 round-to-nearest of the reference model lost a third
+ * of its accuracy, with one answer in five unparseable). Teacher-forcing the train split's answer
+ * shows the observers the tokens generation will produce, without touching the test split.
  *
  * <p>Observed sites: every linear layer's input ({@code <linear>.in}: basics, histogram, exact
  * channel tails for the selected sites, Hessian for the selected sites) and every transformer
@@ -67,8 +79,9 @@ public final class Calibrator {
      */
     public record Request(Path modelDir, Path dataDir, String split, boolean allowSplit, int n, long seed,
                           String hessian, String channelPercentiles, int threads, PromptTemplate template,
-                          PadMode padMode, Path out, boolean overwrite) {
+                          PadMode padMode, Inputs inputs, Path out, boolean overwrite) {
         public Request {
+            Objects.requireNonNull(inputs, "inputs");
             if (n < 1) {
                 throw new IllegalArgumentException("--n must be >= 1, got " + n);
             }
@@ -80,6 +93,45 @@ public final class Calibrator {
                         + "the quantized model is not tuned on the data it is evaluated on; pass --allow-split to use '"
                         + split + "' anyway");
             }
+        }
+    }
+
+    /** Which tokens of a calibration problem run through the model. */
+    public enum Inputs {
+        /** The evaluation prompt up to "ASSISTANT:" (prefill tokens, as Q-VLM's code calibrates). */
+        PROMPT("prompt tokens up to ASSISTANT:, no answer; full forward"),
+        /**
+         * The prompt, then the problem's answer in the model's trained answer style
+         * ({@link QcmExampleEncoder.AnswerStyle#ofModel}) and EOS, teacher-forced in one forward.
+         */
+        ANSWER("prompt tokens, then the train answer in the model's answer style and EOS; full forward");
+
+        private final String description;
+
+        Inputs(String description) {
+            this.description = description;
+        }
+
+        public String description() {
+            return description;
+        }
+
+        /**
+         * The inputs a statistics manifest records under {@code inputs}: the enum name, or (statistics
+         * written before the choice existed) the prompt-only description.
+         */
+        public static Inputs fromManifest(String where, String value) {
+            for (Inputs i : values()) {
+                if (i.name().equals(value) || i.description.equals(value)) {
+                    return i;
+                }
+            }
+            throw new IllegalArgumentException(where + ": expected one of PROMPT, ANSWER, got '" + value + "'");
+        }
+
+        /** The input ids of one problem. */
+        public int[] ids(ScienceQaEvaluator evaluator, QcmExampleEncoder answers, ScienceQaProblem p) {
+            return this == PROMPT ? evaluator.promptIds(p) : answers.encode(p).inputIds();
         }
     }
 
@@ -129,8 +181,11 @@ public final class Calibrator {
             int[][] ids = new int[samples.size()][];
             long maxRows = 0;
             int visionRows = model.config().visionConfig().gridSize() * model.config().visionConfig().gridSize() + 1;
+            QcmExampleEncoder.AnswerStyle style = QcmExampleEncoder.AnswerStyle.ofModel(r.modelDir());
+            QcmExampleEncoder answers = new QcmExampleEncoder(tok, model.config(), proc, r.template(),
+                    ScienceQaPrompt::message, style);
             for (int i = 0; i < ids.length; i++) {
-                ids[i] = evaluator.promptIds(samples.get(i));
+                ids[i] = r.inputs().ids(evaluator, answers, samples.get(i));
                 maxRows += Math.max(ids[i].length, samples.get(i).hasImage() ? visionRows : 0);
             }
             int capacity = ChannelTails.capacityFor(MIN_PERCENTILE, maxRows);
@@ -191,7 +246,11 @@ public final class Calibrator {
             m.put("n", r.n());
             m.put("template", r.template().name());
             m.put("pad_mode", r.padMode().name());
-            m.put("inputs", "prompt tokens up to ASSISTANT:, no answer; full forward");
+            m.put("inputs", r.inputs().name());
+            m.put("inputs_description", r.inputs().description());
+            if (r.inputs() == Inputs.ANSWER) {
+                m.put("answer_style", style.name());
+            }
             m.put("tokens", tokens);
             m.put("images", images);
             ArrayNode pids = m.putArray("samples");

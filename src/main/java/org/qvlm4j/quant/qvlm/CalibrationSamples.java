@@ -11,6 +11,7 @@ import java.util.stream.IntStream;
 import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.data.ScienceQaProblem;
 import org.qvlm4j.eval.ScienceQaEvaluator;
+import org.qvlm4j.eval.ScienceQaPrompt;
 import org.qvlm4j.io.image.ClipImageProcessor;
 import org.qvlm4j.io.image.PadMode;
 import org.qvlm4j.io.text.LlavaTokenizer;
@@ -18,15 +19,17 @@ import org.qvlm4j.io.text.PromptTemplate;
 import org.qvlm4j.model.LlavaModel;
 import org.qvlm4j.quant.calib.CalibrationStats;
 import org.qvlm4j.quant.calib.Calibrator;
+import org.qvlm4j.train.QcmExampleEncoder;
 
 /**
  * The calibration prompts Q-VLM searches on: the very problems a {@link CalibrationStats} directory
  * was computed from (its manifest's sample pids, data directory, template and pad mode), turned into
- * input ids and pixels exactly as {@code qvlm4j calibrate} did (prompt up to "ASSISTANT:", no answer:
- * prefill tokens only, qvlm-method.md §6.9). The data directory may be given explicitly when it has
- * moved; its problems file must still hash to the manifest's value.
+ * input ids and pixels exactly as {@code qvlm4j calibrate} did (the manifest's {@code inputs}: the
+ * prompt up to "ASSISTANT:", followed by the train answer in the recorded answer style unless the
+ * statistics were computed on prompts only, {@link Calibrator.Inputs}). The data directory may be
+ * given explicitly when it has moved; its problems file must still hash to the manifest's value.
  *
- * <p>Left out: several images per prompt, answers (only needed by an autoregressive loss).
+ * <p>Left out: several images per prompt.
  */
 public final class CalibrationSamples {
 
@@ -83,10 +86,18 @@ public final class CalibrationSamples {
             ClipImageProcessor proc = ClipImageProcessor.forModelDir(modelDir, pad);
             ScienceQaEvaluator ev = new ScienceQaEvaluator(model, tok, proc,
                     new ScienceQaEvaluator.Settings(template, 1, pad, false, 0));
+            Calibrator.Inputs inputs = Calibrator.Inputs.fromManifest(manifestFile + " key inputs",
+                    text(m, manifestFile, "inputs"));
+            QcmExampleEncoder.AnswerStyle style = inputs == Calibrator.Inputs.ANSWER
+                    ? QcmExampleEncoder.AnswerStyle.parse(manifestFile + " key answer_style",
+                    text(m, manifestFile, "answer_style"))
+                    : QcmExampleEncoder.AnswerStyle.LETTER;
+            QcmExampleEncoder answers = new QcmExampleEncoder(tok, model.config(), proc, template,
+                    ScienceQaPrompt::message, style);
             for (JsonNode pid : pids) {
                 ScienceQaProblem p = data.problem(pid.asText());
                 float[] pixels = p.hasImage() ? proc.preprocess(p.imagePath()).data() : null; // (3, S, S)
-                out.add(new Sample(p.pid(), ev.promptIds(p), pixels));
+                out.add(new Sample(p.pid(), inputs.ids(ev, answers, p), pixels));
             }
         }
         return out;

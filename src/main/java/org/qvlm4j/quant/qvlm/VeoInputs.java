@@ -38,9 +38,6 @@ import org.qvlm4j.train.TrainingExample;
  * <p>Left out: prompts without an image (they give the vision bounds no gradient), several images per prompt.
  */
 public final class VeoInputs {
-    /** The model directory's training manifest, which records the supervised answer style. */
-    static final String TRAIN_MANIFEST = "train_manifest.json";
-
     /**
      * Samples for one run.
      *
@@ -96,7 +93,7 @@ public final class VeoInputs {
             PromptTemplate template = PromptTemplate.valueOf(CalibrationSamples.text(stats.manifest(), manifestFile,
                     "template"));
             PadMode pad = PadMode.valueOf(CalibrationSamples.text(stats.manifest(), manifestFile, "pad_mode"));
-            QcmExampleEncoder.AnswerStyle style = answerStyle != null ? answerStyle : trainedAnswerStyle(modelDir);
+            QcmExampleEncoder.AnswerStyle style = answerStyle != null ? answerStyle : QcmExampleEncoder.AnswerStyle.ofModel(modelDir);
             List<ScienceQaProblem> drawn = draw(dataDir, n, seed);
             List<TrainingExample> samples = encode(modelDir, model.config(), drawn, template, pad, style);
             ObjectNode d = WorkDir.JSON.createObjectNode();
@@ -142,19 +139,6 @@ public final class VeoInputs {
             }
         }
         return out;
-    }
-
-    /** The answer style a model directory's training manifest records, else the letter alone. */
-    static QcmExampleEncoder.AnswerStyle trainedAnswerStyle(Path modelDir) {
-        Path f = modelDir.resolve(TRAIN_MANIFEST);
-        if (!Files.isRegularFile(f)) {
-            return QcmExampleEncoder.AnswerStyle.LETTER;
-        }
-        JsonNode style = WorkDir.read(f).path("answer_style");
-        if (!style.isTextual()) {
-            return QcmExampleEncoder.AnswerStyle.LETTER;
-        }
-        return answerStyle(f + " key answer_style", style.asText());
     }
 
     /** An answer style by name ({@link QcmExampleEncoder.AnswerStyle#parse}). */

@@ -127,6 +127,32 @@ class CalibrateCommandTest {
     }
 
     @Test
+    void promptInputsRunThePromptAloneAndRecordIt() throws Exception {
+        Path p = tmp.resolve("prompt-only");
+        assertEquals(0, run(p, 5, 1, "--inputs", "PROMPT").code());
+        JsonNode a = JSON.readTree(runA.resolve(CalibrationStats.MANIFEST_FILE).toFile());
+        JsonNode m = JSON.readTree(p.resolve(CalibrationStats.MANIFEST_FILE).toFile());
+        assertEquals("ANSWER", a.get("inputs").asText());
+        assertEquals("LETTER", a.get("answer_style").asText());
+        assertEquals("PROMPT", m.get("inputs").asText());
+        assertFalse(m.has("answer_style"));
+        long promptTokens = 0;
+        long answerTokens = 0;
+        ScienceQaDataset ds = ScienceQaDataset.load(data);
+        try (LlavaTokenizer tok = LlavaTokenizer.load(model); LlavaModel lm = LlavaModel.load(model)) {
+            ScienceQaEvaluator ev = new ScienceQaEvaluator(lm, tok, ClipImageProcessor.forModelDir(model,
+                    PadMode.PAD_TO_SQUARE), ScienceQaEvaluator.Settings.defaults());
+            for (JsonNode pid : m.get("samples")) {
+                ScienceQaProblem q = ds.problem(pid.asText());
+                promptTokens += ev.promptIds(q).length;
+                answerTokens += tok.encode(String.valueOf((char) ('A' + q.answer())), false).length + 1; // + EOS
+            }
+        }
+        assertEquals(promptTokens, m.get("tokens").asLong());
+        assertEquals(promptTokens + answerTokens, a.get("tokens").asLong());
+    }
+
+    @Test
     void manifestRecordsTrainSamplesAndModel() throws Exception {
         JsonNode m = JSON.readTree(runA.resolve(CalibrationStats.MANIFEST_FILE).toFile());
         Set<String> train = new HashSet<>();
@@ -142,7 +168,11 @@ class CalibrateCommandTest {
         assertEquals(CalibrationStats.FORMAT, m.get("format").asText());
     }
 
-    /** Raw activations of every site over the manifest's samples, recorded by a plain tap. */
+    /**
+     * Raw activations of every site over the manifest's samples, recorded by a plain tap on the
+     * default inputs: the evaluation prompt, then the letter answer (the fixture model has no
+     * training manifest) and EOS.
+     */
     private static Map<String, List<float[]>> record(List<String> pids, List<Integer> rowsOut, Map<String, List<Integer>> rows) {
         Map<String, List<float[]>> acts = new LinkedHashMap<>();
         ScienceQaDataset ds = ScienceQaDataset.load(data);
@@ -155,7 +185,13 @@ class CalibrateCommandTest {
             });
             for (String pid : pids) {
                 ScienceQaProblem p = ds.problem(pid);
-                int[] ids = ev.promptIds(p);
+                int[] prompt = ev.promptIds(p);
+                long[] letter = tok.encode(String.valueOf((char) ('A' + p.answer())), false);
+                int[] ids = Arrays.copyOf(prompt, prompt.length + letter.length + 1);
+                for (int i = 0; i < letter.length; i++) {
+                    ids[prompt.length + i] = Math.toIntExact(letter[i]);
+                }
+                ids[ids.length - 1] = Math.toIntExact(tok.eosId());
                 rowsOut.add(ids.length);
                 m.forward(ids, p.hasImage() ? proc.preprocess(p.imagePath()).data() : null);
             }

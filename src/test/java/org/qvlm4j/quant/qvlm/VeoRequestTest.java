@@ -67,7 +67,7 @@ class VeoRequestTest {
             seed++;
         }
         Calibrator.run(new Calibrator.Request(model, data, Calibrator.DEFAULT_SPLIT, false, CALIBRATION, seed, "none",
-                "none", 1, PromptTemplate.VICUNA_V1, PadMode.PAD_TO_SQUARE, out, false), null);
+                "none", 1, PromptTemplate.VICUNA_V1, PadMode.PAD_TO_SQUARE, Calibrator.Inputs.ANSWER, out, false), null);
         return CalibrationStats.load(out);
     }
 
