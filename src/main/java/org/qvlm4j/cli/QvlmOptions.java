@@ -9,7 +9,9 @@ import org.qvlm4j.quant.qvlm.Dependency;
 import org.qvlm4j.quant.qvlm.QvlmMethod;
 import org.qvlm4j.quant.qvlm.SoftAssignment;
 import org.qvlm4j.quant.qvlm.VeoConfig;
+import org.qvlm4j.quant.qvlm.RangeRefinement;
 import org.qvlm4j.quant.qvlm.VeoInputs;
+import org.qvlm4j.train.TrainableLlava;
 import org.qvlm4j.train.QcmExampleEncoder;
 import picocli.CommandLine.Option;
 
@@ -63,6 +65,25 @@ public final class QvlmOptions {
     @Option(names = "--veo-batch", defaultValue = "8", paramLabel = "B",
             description = "qvlm VEO: samples per update (default: ${DEFAULT-VALUE}).")
     int veoBatch;
+
+    @Option(names = "--refine-epochs", defaultValue = "0", paramLabel = "N",
+            description = "qvlm: epochs of the gradient refinement of the LLM's input clipping ranges after the "
+                    + "block search, on the search prompts (0: off; the paper's setting is 10; default: ${DEFAULT-VALUE}).")
+    int refineEpochs;
+
+    @Option(names = "--refine-objective", defaultValue = "blocks", paramLabel = "NAME",
+            description = "qvlm refinement: blocks (Eq. 3's block output errors) or decisions (cross-entropy against "
+                    + "the FP model's greedy next tokens) (default: ${DEFAULT-VALUE}).")
+    String refineObjective;
+
+    @Option(names = "--refine-lr", defaultValue = "0.01", paramLabel = "LR",
+            description = "qvlm refinement: peak learning rate of the clipping factors, cosine-decayed (default: "
+                    + "${DEFAULT-VALUE}).")
+    double refineLr;
+
+    @Option(names = "--refine-batch", defaultValue = "8", paramLabel = "B",
+            description = "qvlm refinement: prompts per update (default: ${DEFAULT-VALUE}).")
+    int refineBatch;
 
     @Option(names = "--veo-answer-style", paramLabel = "STYLE",
             description = "qvlm VEO: supervised answer of L_reg, letter, reasoned, labelled or stepwise (default: the model's "
@@ -143,7 +164,9 @@ public final class QvlmOptions {
                 "--partition", partition), proxy(), enumValue(QvlmMethod.DependencyForward.class, "--dependency-on",
                 dependencyOn), perSite, QvlmMethod.Config.DEFAULT.perSiteSweeps(), visionPct, searchSamples, searchSeed,
                 enumValue(SoftAssignment.Temperature.class, "--entropy-temperature", temperature),
-                QvlmMethod.Config.DEFAULT.tau(), v);
+                QvlmMethod.Config.DEFAULT.tau(), v, new RangeRefinement.Config(enumValue(
+                        RangeRefinement.Objective.class, "--refine-objective", refineObjective), refineEpochs, refineBatch, refineLr,
+                        RangeRefinement.Config.DEFAULT.seed()));
     }
 
     /** The method these options describe, for the FP model at modelDir; progress lines go to err. */
@@ -154,7 +177,7 @@ public final class QvlmOptions {
                 VeoInputs.fromStats(modelDir, data, style), work, Map.of(), line -> {
                     err.println(line);
                     err.flush();
-                });
+                }).trainableModel(() -> TrainableLlava.load(modelDir));
     }
 
     private Dependency.Proxy proxy() {

@@ -23,6 +23,7 @@ import java.util.Optional;
 import java.util.OptionalInt;
 import java.util.TreeMap;
 import java.util.function.Consumer;
+import java.util.function.Supplier;
 import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.safetensors.SafeTensorsWriter;
 import org.qvlm4j.kernels.DType;
@@ -41,6 +42,7 @@ import org.qvlm4j.quant.export.QuantizedExport;
 import org.qvlm4j.quant.methods.LayerReport;
 import org.qvlm4j.quant.methods.QuantMethod;
 import org.qvlm4j.quant.methods.QuantResult;
+import org.qvlm4j.train.TrainableLlava;
 
 /**
  * Q-VLM (Wang et al., NeurIPS 2024; qvlm-method.md §1.8 and §6) as one {@link QuantMethod}, in the
@@ -74,8 +76,9 @@ import org.qvlm4j.quant.methods.QuantResult;
  * dependency once, and each finished block; a killed run restarted with the same inputs resumes to
  * the same bytes. Progress goes to the given consumer, one line per stage, VEO epoch and block; the
  * report ({@link QvlmReport}) records stage times, partition, per-block search cost, VEO's loss
- * terms and the final-layer MSE. Left out: the paper's unspecified gradient refinement of the LLM's
- * quantizer parameters ("10 epochs", §1.3; not implemented), NF4 code-compat mode.
+ * terms and the final-layer MSE. Optionally, after the search, {@link RangeRefinement}: our reading of
+ * the paper's unspecified gradient refinement of the quantizer parameters ("10 epochs", §1.3),
+ * off by default; its result is saved in the work directory. Left out: NF4 code-compat mode.
  */
 public final class QvlmMethod implements QuantMethod {
     public static final String NAME = "qvlm";
@@ -126,13 +129,15 @@ public final class QvlmMethod implements QuantMethod {
     public record Config(boolean cdm, boolean veo, int maxDepth, double[] grid, double h0Multiplier,
                          PartitionStrategy partition, Dependency.Proxy proxy, DependencyForward dependencyForward,
                          boolean perSite, int perSiteSweeps, double visionPercentile, int searchSamples, long seed,
-                         SoftAssignment.Temperature temperature, double tau, VeoConfig veoConfig) {
+                         SoftAssignment.Temperature temperature, double tau, VeoConfig veoConfig,
+                         RangeRefinement.Config refine) {
         /** The paper's candidates: 1.0 down to 0.98 in steps of 0.005 (§4.1). */
         public static final double[] PAPER_GRID = {1.0, 0.995, 0.99, 0.985, 0.98};
         /** Q-VLM: CDM and VEO on. */
         public static final Config DEFAULT = new Config(true, true, 3, PAPER_GRID, 1.0, PartitionStrategy.GREEDY,
                 Dependency.Proxy.ENTROPY, DependencyForward.QUANTIZED, false, 2, 1.0, 0, 0,
-                SoftAssignment.Temperature.GRID, Dependency.Settings.DEFAULT_TAU, VeoConfig.defaults());
+                SoftAssignment.Temperature.GRID, Dependency.Settings.DEFAULT_TAU, VeoConfig.defaults(),
+                RangeRefinement.Config.DEFAULT);
 
         public Config {
             if (maxDepth < 1) {
@@ -143,7 +148,7 @@ public final class QvlmMethod implements QuantMethod {
                 throw new IllegalArgumentException("qvlm: --h0 multiplier must be finite and >= 0, got " + h0Multiplier);
             }
             if (partition == null || proxy == null || dependencyForward == null || temperature == null
-                    || veoConfig == null) {
+                    || veoConfig == null || refine == null) {
                 throw new IllegalArgumentException("qvlm: partition strategy, proxy, dependency forward, temperature mode "
                         + "and VEO settings must be set");
             }
@@ -173,28 +178,34 @@ public final class QvlmMethod implements QuantMethod {
 
         public Config withCdm(boolean on) {
             return new Config(on, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine);
         }
 
         public Config withVeo(boolean on) {
             return new Config(cdm, on, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine);
         }
 
         public Config withVeoConfig(VeoConfig v) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, v);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, v, refine);
         }
 
         /** The block rule's settings replaced: depth, candidate grid and h0 multiplier. */
         public Config withBlocks(int depth, double[] g, double h0) {
             return new Config(cdm, veo, depth, g, h0, partition, proxy, dependencyForward, perSite, perSiteSweeps,
-                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig);
+                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine);
+        }
+
+        /** The LLM range refinement's settings replaced (epochs 0: off). */
+        public Config withRefine(RangeRefinement.Config r) {
+            return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, r);
         }
 
         public Config withDependencyForward(DependencyForward f) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, f, perSite, perSiteSweeps,
-                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig);
+                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine);
         }
 
         ObjectNode toJson() {
@@ -215,8 +226,19 @@ public final class QvlmMethod implements QuantMethod {
             n.put("temperature", temperature.name());
             n.put("tau", tau);
             n.set("veo_config", veoJson(veoConfig));
+            n.set("refine", refineJson(refine));
             return n;
         }
+    }
+
+    static ObjectNode refineJson(RangeRefinement.Config r) {
+        ObjectNode n = WorkDir.JSON.createObjectNode();
+        n.put("objective", r.objective().name());
+        n.put("epochs", r.epochs());
+        n.put("batch", r.batch());
+        n.put("lr", r.lr());
+        n.put("seed", r.seed());
+        return n;
     }
 
     static ObjectNode veoJson(VeoConfig v) {
@@ -275,7 +297,17 @@ public final class QvlmMethod implements QuantMethod {
      */
     public record Summary(String label, int prompts, int searchPrompts, long searchTokens, VeoRun veo,
                           Partition partition, Dependency dependency, double h0, List<BlockResult> blocks,
-                          Map<String, Ranges> ranges, double finalMse, Map<String, Double> stages) {
+                          RefineRun refine, Map<String, Ranges> ranges, double finalMse, Map<String, Double> stages) {
+    }
+
+    /**
+     * What the LLM range refinement produced.
+     *
+     * @param targets decoder layers whose outputs it compared (each block's last)
+     * @param resumed read from the work directory rather than run by this process
+     */
+    public record RefineRun(RangeRefinement.Config config, int[] targets, RangeRefinement.Result result,
+                            boolean resumed) {
     }
 
     private final Config config;
@@ -287,6 +319,7 @@ public final class QvlmMethod implements QuantMethod {
     private int stopAfterBlocks = -1;
     private int stopAfterVeoEpochs = -1;
     private Summary last;
+    private Supplier<TrainableLlava> trainable;
 
     /**
      * @param source       where the calibration prompts come from
@@ -328,6 +361,15 @@ public final class QvlmMethod implements QuantMethod {
     /** What the last {@link #apply} found, or null before it. */
     public Summary summary() {
         return last;
+    }
+
+    /**
+     * Where the refinement's trainable copy of the model comes from (default: the model directory
+     * the statistics' manifest names).
+     */
+    public QvlmMethod trainableModel(Supplier<TrainableLlava> source) {
+        this.trainable = source;
+        return this;
     }
 
     /** Test hook: throw after this many blocks have been searched and checkpointed. */
@@ -460,6 +502,13 @@ public final class QvlmMethod implements QuantMethod {
         }
         stages.end("search");
 
+        RefineRun refined = null;
+        if (bits.isPresent() && config.refine().on()) {
+            refined = refinement(model, plan, stats, ranges, searchSet, partition, work);
+            ranges.putAll(refined.result().ranges());
+            stages.end("refine");
+        }
+
         Map<String, WeightMatrix> installed = new LinkedHashMap<>();
         List<LayerReport> report = new ArrayList<>();
         for (Linear l : model.linears()) {
@@ -475,7 +524,7 @@ public final class QvlmMethod implements QuantMethod {
         FakeQuantTap tap = anyInput ? new FakeQuantTap(plan, ranges) : null;
         last = new Summary(config.label(), all.size(), searchSet.size(),
                 searchSet.stream().mapToLong(CalibrationSamples.Sample::tokens).sum(), veo, partition, dep, h0,
-                List.copyOf(results), Map.copyOf(ranges), finalMse, stages.total());
+                List.copyOf(results), refined, Map.copyOf(ranges), finalMse, stages.total());
         work.save(RESULT_FILE, QvlmReport.json(this, last));
         progress.accept(String.format(Locale.ROOT, "qvlm: %s done: %d blocks, final-layer MSE %.4g, %.1f s",
                 config.label(), results.size(), finalMse, last.stages().get(Stages.TOTAL)));
@@ -555,6 +604,93 @@ public final class QvlmMethod implements QuantMethod {
             out.put(TOTAL, (System.nanoTime() - start) / 1e9);
             return out;
         }
+    }
+
+    // ------------------------------------------------------------------ refinement
+
+    /** The work directory's record of a finished refinement. */
+    static final String REFINE_FILE = "refine.json";
+
+    /**
+     * Runs {@link RangeRefinement} from the searched ranges on the search prompts, comparing each
+     * block's last layer output, or reads its result from the work directory.
+     */
+    private RefineRun refinement(LlavaModel model, QuantPlan plan, CalibrationStats stats, Map<String, Ranges> ranges,
+                                 List<CalibrationSamples.Sample> samples, Partition partition, WorkDir work) {
+        int[] targets = partition.blocks().stream().mapToInt(Partition.Block::last).toArray();
+        RangeRefinement.Config rc = config.refine();
+        Path saved = work.enabled() ? work.path().resolve(REFINE_FILE) : null;
+        if (saved != null && Files.isRegularFile(saved)) {
+            RangeRefinement.Result r = refineResult(WorkDir.read(saved), saved);
+            progress.accept(String.format(Locale.ROOT, "qvlm: refinement resumed from %s, objective %.5g -> %.5g",
+                    saved, r.initialLoss(), r.finalLoss()));
+            return new RefineRun(rc, targets, r, true);
+        }
+        progress.accept(String.format(Locale.ROOT, "qvlm: refinement of the LLM input ranges: %d epochs, batch %d, "
+                + "lr %s, %d prompts, block outputs %s", rc.epochs(), rc.batch(), rc.lr(), samples.size(),
+                Arrays.toString(targets)));
+        TrainableLlava trainable = trainableModel(stats).frozen();
+        RangeRefinement.Result r = new RangeRefinement(trainable, plan, ranges, samples, targets, rc.objective()).run(rc,
+                progress);
+        if (saved != null) {
+            work.save(REFINE_FILE, refineJson(r));
+        }
+        return new RefineRun(rc, targets, r, false);
+    }
+
+    private TrainableLlava trainableModel(CalibrationStats stats) {
+        if (trainable != null) {
+            return trainable.get();
+        }
+        Path manifest = stats.directory().resolve(CalibrationStats.MANIFEST_FILE);
+        String dir = CalibrationSamples.text(stats.manifest(), manifest, "model", "dir");
+        return TrainableLlava.load(Path.of(dir));
+    }
+
+    static ObjectNode refineJson(RangeRefinement.Result r) {
+        ObjectNode n = WorkDir.JSON.createObjectNode();
+        n.set("epoch_loss", WorkDir.doubles(r.epochLoss()));
+        n.put("final_loss", r.finalLoss());
+        n.put("seconds", r.seconds());
+        ObjectNode sites = n.putObject("ranges");
+        new TreeMap<>(r.ranges()).forEach((site, rg) -> {
+            ObjectNode o = sites.putObject(site);
+            ArrayNode lo = o.putArray("lo");
+            ArrayNode hi = o.putArray("hi");
+            for (int i = 0; i < rg.size(); i++) {
+                lo.add(rg.lo()[i]);
+                hi.add(rg.hi()[i]);
+            }
+        });
+        return n;
+    }
+
+    private static RangeRefinement.Result refineResult(JsonNode n, Path file) {
+        JsonNode sites = n.path("ranges");
+        if (!sites.isObject() || !n.path("epoch_loss").isArray()) {
+            throw new IllegalArgumentException(file + ": expected keys ranges and epoch_loss of a finished refinement");
+        }
+        Map<String, Ranges> ranges = new LinkedHashMap<>();
+        sites.properties().forEach(e -> {
+            JsonNode lo = e.getValue().path("lo");
+            JsonNode hi = e.getValue().path("hi");
+            if (!lo.isArray() || !hi.isArray() || lo.size() != hi.size()) {
+                throw new IllegalArgumentException(file + ": key ranges." + e.getKey() + ": expected arrays lo and hi of "
+                        + "equal length");
+            }
+            float[] l = new float[lo.size()];
+            float[] h = new float[hi.size()];
+            for (int i = 0; i < l.length; i++) {
+                l[i] = (float) lo.get(i).asDouble();
+                h[i] = (float) hi.get(i).asDouble();
+            }
+            ranges.put(e.getKey(), new Ranges(l, h));
+        });
+        double[] losses = new double[n.path("epoch_loss").size()];
+        for (int i = 0; i < losses.length; i++) {
+            losses[i] = n.path("epoch_loss").get(i).asDouble();
+        }
+        return new RangeRefinement.Result(ranges, losses, n.path("final_loss").asDouble(), n.path("seconds").asDouble());
     }
 
     // ------------------------------------------------------------------ VEO and dependency

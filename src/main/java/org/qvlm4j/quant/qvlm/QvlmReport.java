@@ -1,6 +1,7 @@
 package org.qvlm4j.quant.qvlm;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
+import java.util.Arrays;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -52,6 +53,20 @@ final class QvlmReport {
             v.result().epochs().forEach(e -> epochs.add(VeoCheckpoint.epochJson(e)));
             o.put("seconds", v.result().seconds());
             o.put("resumed_epochs", v.resumed());
+        }
+        if (s.refine() == null) {
+            n.putNull("refine");
+        } else {
+            QvlmMethod.RefineRun r = s.refine();
+            ObjectNode o = n.putObject("refine");
+            o.set("config", QvlmMethod.refineJson(r.config()));
+            ArrayNode t = o.putArray("target_layers");
+            Arrays.stream(r.targets()).forEach(t::add);
+            o.put("sites", r.result().ranges().size());
+            o.set("epoch_objective", WorkDir.doubles(r.result().epochLoss()));
+            o.put("final_objective", r.result().finalLoss());
+            o.put("seconds", r.result().seconds());
+            o.put("resumed", r.resumed());
         }
         n.set("partition", QvlmMethod.partitionJson(s.partition(), s.dependency(), s.h0(),
                 m.config().dependencyForward()));

@@ -7,6 +7,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Predicate;
 import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.kernels.WeightMatrix;
 import org.qvlm4j.quant.LinearQuant;
@@ -118,6 +119,15 @@ public final class VeoForward implements TrainableLlava.Hook {
      *                the starting point, the others stay fixed
      */
     public VeoForward(LlavaConfig config, QuantPlan plan, Map<String, Ranges> initial) {
+        this(config, plan, initial, VeoForward::isLearnable);
+    }
+
+    /**
+     * As {@link #VeoForward(LlavaConfig, QuantPlan, Map)}, with the linears whose static input ranges
+     * are learnable chosen by a predicate on the linear's runtime name (e.g. the LLM's, for
+     * {@link RangeRefinement}).
+     */
+    public VeoForward(LlavaConfig config, QuantPlan plan, Map<String, Ranges> initial, Predicate<String> learnableLinear) {
         this.plan = plan;
         Map<String, Ranges> f = new LinkedHashMap<>();
         Map<String, Bounds> l = new LinkedHashMap<>();
@@ -132,7 +142,7 @@ public final class VeoForward implements TrainableLlava.Hook {
                 throw new IllegalArgumentException("site " + site + ": spec " + spec + " needs static ranges, none were"
                         + " supplied (" + initial.size() + " sites have ranges)");
             }
-            if (isLearnable(linear)) {
+            if (learnableLinear.test(linear)) {
                 l.put(site, Bounds.initial(site, spec, r));
             } else {
                 f.put(site, r);

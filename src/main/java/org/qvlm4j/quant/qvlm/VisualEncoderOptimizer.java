@@ -379,7 +379,7 @@ public final class VisualEncoderOptimizer {
         return acc.mean();
     }
 
-    private static int[] permutation(int n, SplittableRandom rng) {
+    static int[] permutation(int n, SplittableRandom rng) {
         int[] p = new int[n];
         for (int i = 0; i < n; i++) {
             p[i] = i;

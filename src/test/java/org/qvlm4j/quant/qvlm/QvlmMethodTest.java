@@ -58,9 +58,12 @@ class QvlmMethodTest {
         fx = QvlmFixture.shared();
     }
 
-    /** CDM alone (no VEO) with the paper's dependency on the FP model, as these tests pin partitions. */
+    /**
+     * CDM alone (no VEO, no refinement, see RangeRefinementTest) with the paper's dependency on the FP
+     * model, as these tests pin partitions and searched ranges.
+     */
     private static QvlmMethod.Config config(boolean cdm, int maxDepth, double h0) {
-        return QvlmMethod.Config.DEFAULT.withVeo(false).withCdm(cdm)
+        return QvlmMethod.Config.DEFAULT.withVeo(false).withCdm(cdm).withRefine(QvlmMethod.Config.DEFAULT.refine().withEpochs(0))
                 .withDependencyForward(QvlmMethod.DependencyForward.FP)
                 .withBlocks(maxDepth, new double[] {1.0, 0.99, 0.98}, h0);
     }
