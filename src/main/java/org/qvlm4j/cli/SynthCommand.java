@@ -44,12 +44,18 @@ public final class SynthCommand implements Callable<Integer> {
     @Option(names = "--image-size", defaultValue = "64", description = "Picture width and height in pixels (default: ${DEFAULT-VALUE}).")
     int imageSize;
 
+    @Option(names = "--solutions", defaultValue = "plain", paramLabel = "STYLE",
+            description = "Solution text of the families that compare several items: plain (one sentence) or steps "
+                    + "(a chain of local steps); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
+    String solutions;
+
     @Override
     public Integer call() {
         PrintWriter err = spec.commandLine().getErr();
         PrintWriter stdout = spec.commandLine().getOut();
         try {
-            SynthBenchmark.Options o = new SynthBenchmark.Options(seed, train, val, test, imageSize);
+            SynthBenchmark.Options o = new SynthBenchmark.Options(seed, train, val, test, imageSize,
+                    SynthBenchmark.Solutions.parse("--solutions", solutions));
             long t0 = System.nanoTime();
             int[] lastStep = {0};
             SynthBenchmark.write(out, o, (done, total) -> {

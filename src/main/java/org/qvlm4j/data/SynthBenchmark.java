@@ -73,8 +73,16 @@ public final class SynthBenchmark {
     public enum Modality { IMAGE, TEXT, BOTH, NONE }
 
     /** Generation options. */
-    public record Options(long seed, int train, int val, int test, int imageSize) {
+    public record Options(long seed, int train, int val, int test, int imageSize, Solutions solutions) {
+        /** Options with the plain solutions. */
+        public Options(long seed, int train, int val, int test, int imageSize) {
+            this(seed, train, val, test, imageSize, Solutions.PLAIN);
+        }
+
         public Options {
+            if (solutions == null) {
+                throw new IllegalArgumentException("option solutions: expected plain or steps, got nothing");
+            }
             for (var e : Map.of("train", train, "val", val, "test", test).entrySet()) {
                 if (e.getValue() < 0) {
                     throw new IllegalArgumentException("option " + e.getKey() + ": expected >= 0, got " + e.getValue());
@@ -117,12 +125,74 @@ public final class SynthBenchmark {
         void update(int done, int total);
     }
 
+    /**
+     * How the solutions of the families that compare several items are written. The same problems,
+     * images and answers either way: only the solution text differs, so no random draw changes.
+     */
+    public enum Solutions {
+        /** One sentence naming the result ("The bowl is 7 degrees, so it is the coldest."). */
+        PLAIN,
+        /**
+         * A chain of local steps a small model can follow one at a time: a running comparison over
+         * the items in the order the text gives them, keeping the best (or best two) so far
+         * ("jar 9. pan 8: pan 8. bowl 7: bowl 7. So the bowl is the coldest."); for a map with a key,
+         * the square first and then its town; for relative directions, the converse of the stated
+         * fact, or a walk from the first town named in the direction asked until no town lies further.
+         */
+        STEPS;
+
+        /** The style of a lower-case name; the error names where it came from. */
+        public static Solutions parse(String where, String value) {
+            for (Solutions v : values()) {
+                if (v.name().equalsIgnoreCase(value)) {
+                    return v;
+                }
+            }
+            throw new IllegalArgumentException(where + ": expected 'plain' or 'steps', got '" + value + "'");
+        }
+    }
+
     private final long seed;
     private final int imageSize;
+    private final Solutions solutions;
 
     public SynthBenchmark(long seed, int imageSize) {
+        this(seed, imageSize, Solutions.PLAIN);
+    }
+
+    public SynthBenchmark(long seed, int imageSize, Solutions solutions) {
         this.seed = seed;
         this.imageSize = imageSize;
+        this.solutions = solutions;
+    }
+
+    private boolean steps() {
+        return solutions == Solutions.STEPS;
+    }
+
+    /**
+     * A running comparison over (name, value) pairs in the given order, keeping the best keep
+     * entries (largest value first when largest, else smallest first): "a 9. b 8: b 8, a 9. ...".
+     */
+    static String runningComparison(List<String> names, List<Integer> values, boolean largest, int keep) {
+        List<Integer> best = new ArrayList<>();
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < names.size(); i++) {
+            best.add(i);
+            best.sort(Comparator.comparing((Integer j) -> largest ? -values.get(j) : values.get(j)));
+            if (best.size() > keep) {
+                best.removeLast();
+            }
+            if (i > 0) {
+                sb.append(' ').append(names.get(i)).append(' ').append(values.get(i)).append(':');
+            }
+            for (int k = 0; k < best.size(); k++) {
+                sb.append(k == 0 ? (i > 0 ? " " : "") : ", ").append(names.get(best.get(k))).append(' ')
+                        .append(values.get(best.get(k)));
+            }
+            sb.append('.');
+        }
+        return sb.toString();
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -165,7 +235,7 @@ public final class SynthBenchmark {
     }
 
     private static void writeInto(Path dir, Options o, Progress progress) throws IOException {
-        SynthBenchmark gen = new SynthBenchmark(o.seed(), o.imageSize());
+        SynthBenchmark gen = new SynthBenchmark(o.seed(), o.imageSize(), o.solutions());
         List<ScienceQaProblem> problems = new ArrayList<>(o.total());
         Map<String, List<String>> splits = new LinkedHashMap<>();
         int index = 0;
@@ -202,6 +272,7 @@ public final class SynthBenchmark {
         m.put("generator", "qvlm4j synth");
         m.put("image_size", o.imageSize());
         m.put("seed", o.seed());
+        m.put("solutions", o.solutions().name().toLowerCase(java.util.Locale.ROOT));
         m.put("test", o.test());
         m.put("train", o.train());
         m.put("val", o.val());
@@ -683,7 +754,9 @@ public final class SynthBenchmark {
         d.answer = items.get(at);
         d.preferred.addAll(items);
         d.extra.addAll(CONTAINERS);
-        d.solution = "The " + items.get(at) + " is " + temps.get(at) + " degrees, so it is the " + what + ".";
+        d.solution = steps()
+                ? runningComparison(items, temps, warmest, rank + 1) + " So the " + items.get(at) + " is the " + what + "."
+                : "The " + items.get(at) + " is " + temps.get(at) + " degrees, so it is the " + what + ".";
         return d;
     }
 
@@ -853,7 +926,10 @@ public final class SynthBenchmark {
         d.answer = townOf.get(sq.get(rank).colour());
         d.preferred.addAll(towns);
         d.extra.addAll(TOWNS);
-        d.solution = d.answer + " is the " + sq.get(rank).colour().word + " square, which is " + far + ".";
+        d.solution = steps()
+                ? "The " + sq.get(rank).colour().word + " square is " + far + ". " + d.answer + " is the "
+                        + sq.get(rank).colour().word + " square."
+                : d.answer + " is the " + sq.get(rank).colour().word + " square, which is " + far + ".";
         return d;
     }
 
@@ -895,7 +971,10 @@ public final class SynthBenchmark {
         d.answer = towns.get(at);
         d.preferred.addAll(towns);
         d.extra.addAll(TOWNS);
-        d.solution = towns.get(at) + " sells " + amounts.get(at) + " " + goods + ", the " + what + ".";
+        d.solution = steps()
+                ? runningComparison(towns, amounts, most, rank + 1) + " So " + towns.get(at) + " sells the " + what + " "
+                        + goods + "."
+                : towns.get(at) + " sells " + amounts.get(at) + " " + goods + ", the " + what + ".";
         return d;
     }
 
@@ -921,8 +1000,9 @@ public final class SynthBenchmark {
                 d.preferred.add(t.get(0));
             }
             d.extra.addAll(TOWNS);
-            d.solution = "The text says " + d.hint.substring(0, d.hint.length() - 1) + ". So the answer is "
-                    + d.answer + ".";
+            d.solution = "The text says " + d.hint.substring(0, d.hint.length() - 1)
+                    + (steps() ? ", so " + t.get(1) + " is " + opposite(dir) + " of " + t.get(0) : "")
+                    + ". So the answer is " + d.answer + ".";
             return d;
         }
         d.template = "soc.text.chain";
@@ -940,9 +1020,37 @@ public final class SynthBenchmark {
         d.answer = first ? chain.get(0) : chain.get(m - 1);
         d.preferred.addAll(chain);
         d.extra.addAll(TOWNS);
-        d.solution = "From " + ask + " to " + opposite(ask) + " the towns are "
-                + String.join(", ", first ? chain : chain.reversed()) + ". So " + d.answer + " is farthest " + ask + ".";
+        if (steps()) {
+            // walk from the first town the text names, one town further in the asked direction at a time
+            List<String> towards = first ? chain : chain.reversed(); // farthest in the asked direction first
+            String start = firstNamed(d.hint, chain);
+            StringBuilder walk = new StringBuilder("From " + start + ":");
+            for (int i = towards.indexOf(start); i > 0; i--) {
+                walk.append(' ').append(towards.get(i - 1)).append(" is ").append(ask).append(" of ")
+                        .append(towards.get(i)).append('.');
+            }
+            d.solution = walk + " Nothing is " + ask + " of " + d.answer + ". So " + d.answer + " is farthest " + ask
+                    + ".";
+        } else {
+            d.solution = "From " + ask + " to " + opposite(ask) + " the towns are "
+                    + String.join(", ", first ? chain : chain.reversed()) + ". So " + d.answer + " is farthest " + ask
+                    + ".";
+        }
         return d;
+    }
+
+    /** The town of the list that the text names first. */
+    private static String firstNamed(String text, List<String> towns) {
+        String best = null;
+        int at = Integer.MAX_VALUE;
+        for (String t : towns) {
+            int i = text.indexOf(t);
+            if (i >= 0 && i < at) {
+                at = i;
+                best = t;
+            }
+        }
+        return best;
     }
 
     private Draft socNone(SplittableRandom rnd, boolean hard) {

@@ -13,6 +13,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
@@ -425,5 +426,114 @@ class SynthBenchmarkTest {
             }
         }
         return out;
+    }
+
+    @Test
+    void runningComparisonKeepsTheBestSoFarInTextOrder() {
+        List<String> items = List.of("jar", "pan", "bowl", "cup");
+        List<Integer> temps = List.of(9, 8, 7, 3);
+        assertEquals("jar 9. pan 8: pan 8. bowl 7: bowl 7. cup 3: cup 3.",
+                SynthBenchmark.runningComparison(items, temps, false, 1));
+        assertEquals("jar 9. pan 8: jar 9. bowl 7: jar 9. cup 3: jar 9.",
+                SynthBenchmark.runningComparison(items, temps, true, 1));
+        assertEquals("jar 9. pan 8: pan 8, jar 9. bowl 7: bowl 7, pan 8. cup 3: cup 3, bowl 7.",
+                SynthBenchmark.runningComparison(items, temps, false, 2));
+        assertEquals("jar 9. pan 8: jar 9, pan 8. bowl 7: jar 9, pan 8. cup 3: jar 9, pan 8.",
+                SynthBenchmark.runningComparison(items, temps, true, 2));
+    }
+
+    /**
+     * Step solutions: the same problems with another solution text, every step checked against the
+     * hint by re-deriving it (values looked up by name, the kept entries the best of the prefix, the
+     * walk's claims stated in the hint directly or as their converse), ending at the answer.
+     */
+    @Test
+    void stepSolutionsChangeOnlyTheSolutionAndEveryStepFollowsFromTheHint() {
+        SynthBenchmark g = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.STEPS);
+        java.util.regex.Pattern value = java.util.regex.Pattern.compile("(?:The )?(\\w+) (?:is|sells) (\\d+)");
+        java.util.regex.Pattern step = java.util.regex.Pattern.compile("(\\w+) (\\d+)");
+        java.util.regex.Pattern claim = java.util.regex.Pattern.compile("(\\w+) is (north|south|east|west) of (\\w+)\\.");
+        Map<String, String> opposite = Map.of("north", "south", "south", "north", "east", "west", "west", "east");
+        Map<String, Integer> checked = new java.util.TreeMap<>();
+        for (int i = 0; i < N; i++) {
+            Sample plain = samples.get(i);
+            Sample st = g.sample("train", i, Integer.toString(i + 1));
+            ScienceQaProblem a = plain.problem();
+            ScienceQaProblem b = st.problem();
+            assertEquals(new ScienceQaProblem(a.pid(), a.question(), a.choices(), a.answer(), a.hint(), a.image(),
+                    a.imagePath(), a.subject(), a.grade(), a.category(), a.topic(), a.skill(), a.lecture(), b.solution(),
+                    a.split(), a.task()), b, a.pid());
+            assertEquals(plain.scene(), st.scene());
+            String answer = a.choices().get(a.answer());
+            String sol = b.solution();
+            String t = plain.template().replaceAll("\\.(easy|hard)$", "");
+            if (t.equals("nat.text.temperature") || t.equals("soc.text.sales")) {
+                Map<String, Integer> told = new HashMap<>();
+                java.util.regex.Matcher m = value.matcher(a.hint());
+                List<String> order = new ArrayList<>();
+                while (m.find()) {
+                    told.put(m.group(1), Integer.parseInt(m.group(2)));
+                    order.add(m.group(1));
+                }
+                boolean largest = a.question().contains("warmest") || a.question().contains("most");
+                int keep = a.question().contains("second") ? 2 : 1;
+                String[] parts = sol.substring(0, sol.indexOf(" So ")).split("\\. ?");
+                assertEquals(order.size(), parts.length, sol);
+                List<String> prefix = new ArrayList<>();
+                for (int k = 0; k < parts.length; k++) {
+                    prefix.add(order.get(k));
+                    String[] sides = parts[k].split(": ");
+                    String state = sides[sides.length - 1];
+                    if (k > 0) {
+                        assertEquals(order.get(k) + " " + told.get(order.get(k)), sides[0], sol);
+                    }
+                    List<String> want = prefix.stream().sorted(Comparator.comparing((String x) -> largest
+                            ? -told.get(x) : told.get(x))).limit(keep).toList();
+                    java.util.regex.Matcher sm = step.matcher(state);
+                    List<String> got = new ArrayList<>();
+                    while (sm.find()) {
+                        assertEquals(told.get(sm.group(1)), Integer.valueOf(sm.group(2)), sol);
+                        got.add(sm.group(1));
+                    }
+                    assertEquals(want, got, sol);
+                }
+                assertTrue(sol.startsWith(order.get(0) + " " + told.get(order.get(0)) + "."), sol);
+                assertTrue(sol.contains("So the " + answer + " ") || sol.contains("So " + answer + " "), sol);
+                checked.merge(t, 1, Integer::sum);
+            } else if (t.equals("soc.text.chain")) {
+                String dir = a.question().replaceAll(".*farthest (\\w+)\\?", "$1");
+                java.util.regex.Matcher m = claim.matcher(sol);
+                String last = sol.substring("From ".length(), sol.indexOf(':'));
+                assertTrue(a.hint().startsWith(last + " "), sol + " / " + a.hint()); // the first town the text names
+                while (m.find()) {
+                    if (m.group(1).equals("Nothing")) {
+                        continue;
+                    }
+                    assertEquals(dir, m.group(2), sol);
+                    assertEquals(last, m.group(3), sol);
+                    String direct = m.group(1) + " is " + dir + " of " + m.group(3) + ".";
+                    String converse = m.group(3) + " is " + opposite.get(dir) + " of " + m.group(1) + ".";
+                    assertTrue(a.hint().contains(direct) || a.hint().contains(converse), sol + " / " + a.hint());
+                    last = m.group(1);
+                }
+                assertEquals(answer, last, sol);
+                assertTrue(sol.endsWith("Nothing is " + dir + " of " + answer + ". So " + answer + " is farthest " + dir
+                        + "."), sol);
+                checked.merge(t, 1, Integer::sum);
+            } else if (t.equals("soc.both.map")) {
+                assertTrue(sol.endsWith(answer + " is the " + sol.split(" ")[1] + " square."), sol);
+                assertTrue(a.hint().contains(answer + " is the " + sol.split(" ")[1] + " square"), sol);
+                checked.merge(t, 1, Integer::sum);
+            } else if (t.equals("soc.text.relative")) {
+                assertTrue(sol.endsWith("So the answer is " + answer + "."), sol);
+                checked.merge(t, 1, Integer::sum);
+            } else {
+                assertEquals(a.solution(), sol, t);
+            }
+        }
+        for (String t : List.of("nat.text.temperature", "soc.text.sales", "soc.text.chain", "soc.both.map",
+                "soc.text.relative")) {
+            assertTrue(checked.getOrDefault(t, 0) >= 3, t + " checked only " + checked.getOrDefault(t, 0) + " times");
+        }
     }
 }
