@@ -24,14 +24,18 @@ import jdk.incubator.vector.VectorSpecies;
  * K in vector steps, reduced across lanes, plus a scalar FMA tail; the result depends on the
  * vector width but not on the thread count.
  *
- * <p><b>GEMM</b> (T &gt; 1, compute-bound): outer-product form, as in BLIS-style kernels.
- * Activations are packed once per call into groups of NT = 2 vectors of tokens, (K, NT) each.
- * Tasks are (panel of {@value #NB} W rows) x (block of {@value #TB} tokens); a task widens a
- * (NB, KB) weight panel to float once per K block (vector BF16/F16 widening, no transpose) and
- * reuses it for all tokens of its block, visiting them in L2-sized sub-blocks of SG token groups
- * per group of MR weight rows (which stays in L1). The register tile is MR = 6 weight rows by NT tokens
- * (12 accumulators): per k, two vector loads of packed x and six weight broadcasts feed 12 FMAs.
- * Every output is therefore a single float FMA chain over k in order, starting from zero, exactly
+ * <p><b>GEMM</b> (T &gt; 1, compute-bound): outer-product form with BLIS-style blocking.
+ * Activations are packed once per call into groups of NT = 2 vectors of tokens, (K, NT) each, so a
+ * group's slice over one K block is a contiguous micro-panel. Tasks are (panel of {@value #NB} W
+ * rows, fewer when that leaves a thread under {@value #MIN_TASKS_PER_THREAD} tasks) x (block of at
+ * most {@value #TB} tokens), claimed dynamically by the threads. Per K block of
+ * {@value #KB}, a task widens its (NB, KB) weight panel to float once (vector BF16/F16 widening,
+ * no transpose; held in L2) and then, for each token group, keeps that group's packed x
+ * micro-panel (KB, NT) (16 KiB at 256 bits) in L1 while the panel's groups of MR rows stream past
+ * from L2: per k the register tile reads two vectors of x from L1 and six weight broadcasts. The
+ * register tile is MR = 6 weight rows by NT tokens (12 accumulators, with the two x vectors and
+ * the broadcasts all 16 AVX2 registers). Every output is a single float FMA chain over k in order,
+ * starting from zero (the accumulators go through a per-task buffer between K blocks), exactly
  * {@link GemmRef#matmulFloatFma}: the same bits at every vector width and thread count.
  *
  * <p><b>F16.</b> The JDK 25 Vector API has no half-precision lane conversion ({@code S2F} converts
@@ -58,14 +62,20 @@ final class VectorKernels implements KernelSet {
     static final int MR = 6;
     /** Tokens per GEMM register tile: two vectors. */
     static final int NT = 2 * L;
-    /** W rows per GEMM task (a multiple of MR). */
-    static final int NB = 48;
-    /** Tokens per GEMM task (a multiple of NT). */
+    /**
+     * Most W rows per GEMM task (a multiple of MR): each L1-resident x micro-panel is reused by
+     * NB / MR row groups, and the task's (NB, KB) panel plus its (NB, TB) accumulators (432 KiB)
+     * stay inside a 512 KiB L2.
+     */
+    static final int NB = 144;
+    /** Fewest GEMM tasks per thread before row panels shrink below NB. */
+    static final int MIN_TASKS_PER_THREAD = 8;
+    /** Tokens per GEMM task (a multiple of NT); 512 covers a typical prefill in one block. */
     static final int TB = 512;
-    /** K block: MR widened weight rows of this length (12 KiB) stay in L1. */
-    static final int KB = 512;
-    /** Token groups per L2 sub-block: SG * NT tokens of packed x over KB. */
-    static final int SG = 8;
+    /** K block: an x micro-panel (KB, NT) fills half of a 32 KiB L1 at 256 bits. */
+    static final int KB = 256;
+    /** k per run of the activation packing: NT * PACK_RUN floats (16 KiB at 256 bits) written per run. */
+    static final int PACK_RUN = 64;
     /** W rows per GEMV chunk; a multiple of the 4-row tile. */
     static final int GEMV_GRAIN = 32;
 
@@ -345,15 +355,25 @@ final class VectorKernels implements KernelSet {
         int groups = (T + NT - 1) / NT;
         float[] xp = packedXBuffer((long) groups * NT * K); // groups of (K, NT)
         par.forRange(0, groups, 1, (lo, hi) -> packX(x, T, K, xp, lo, hi));
-        int nPanels = (N + NB - 1) / NB;
+        // task sizes only move task boundaries, never an output's arithmetic, so they may follow
+        // the thread count: equal token blocks, and row panels small enough that every thread
+        // gets several tasks (claimed dynamically, so the threads finish close together)
         int tBlocks = (T + TB - 1) / TB;
+        int tb = ceilDiv(ceilDiv(T, tBlocks), NT) * NT;
+        int panelsWanted = ceilDiv(MIN_TASKS_PER_THREAD * par.threads(), tBlocks);
+        int nb = Math.min(NB, Math.max(MR, ceilDiv(ceilDiv(N, panelsWanted), MR) * MR));
+        int nPanels = ceilDiv(N, nb);
         par.forRange(0, nPanels * tBlocks, 1, (lo, hi) -> {
             for (int task = lo; task < hi; task++) {
-                int n0 = (task / tBlocks) * NB;
-                int t0 = (task % tBlocks) * TB;
-                gemmTask(xp, w, out, n0, Math.min(N, n0 + NB), t0, Math.min(T, t0 + TB));
+                int n0 = (task / tBlocks) * nb;
+                int t0 = (task % tBlocks) * tb;
+                gemmTask(xp, w, out, n0, Math.min(N, n0 + nb), t0, Math.min(T, t0 + tb));
             }
         });
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
     }
 
     private static final ThreadLocal<float[]> PACKED_X = new ThreadLocal<>();
@@ -373,21 +393,25 @@ final class VectorKernels implements KernelSet {
 
     /**
      * Packs tokens of groups [g0, g1) of x (T, K) as (K, NT) blocks: the NT tokens of one k are
-     * contiguous, tokens past T are zero.
+     * contiguous, tokens past T are zero. Written in runs of {@value #PACK_RUN} k so that the
+     * lines being filled stay in L1 while the NT token rows are read.
      */
     private static void packX(float[] x, int T, int K, float[] xp, int g0, int g1) {
         for (int g = g0; g < g1; g++) {
             int base = g * K * NT;
-            for (int j = 0; j < NT; j++) {
-                int t = g * NT + j;
-                if (t < T) {
-                    int row = t * K;
-                    for (int k = 0; k < K; k++) {
-                        xp[base + k * NT + j] = x[row + k];
-                    }
-                } else {
-                    for (int k = 0; k < K; k++) {
-                        xp[base + k * NT + j] = 0f;
+            for (int k0 = 0; k0 < K; k0 += PACK_RUN) {
+                int k1 = Math.min(K, k0 + PACK_RUN);
+                for (int j = 0; j < NT; j++) {
+                    int t = g * NT + j;
+                    if (t < T) {
+                        int row = t * K;
+                        for (int k = k0; k < k1; k++) {
+                            xp[base + k * NT + j] = x[row + k];
+                        }
+                    } else {
+                        for (int k = k0; k < k1; k++) {
+                            xp[base + k * NT + j] = 0f;
+                        }
                     }
                 }
             }
@@ -430,22 +454,23 @@ final class VectorKernels implements KernelSet {
             }
             java.util.Arrays.fill(panel, rows * kl, rowsPadded * kl, 0f);
             boolean first = k0 == 0;
-            // a row group's widened weights (MR, kl) stay in L1 while SG token groups of packed x
-            // (held in L2) stream past
-            for (int gs = g0; gs < g1; gs += SG) {
-                int ge = Math.min(g1, gs + SG);
+            for (int g = g0; g < g1; g++) {
+                int xo = g * K * NT + k0 * NT;
+                int ao = (g - g0) * NT;
                 for (int r = 0; r < rowsPadded; r += MR) {
-                    for (int g = gs; g < ge; g++) {
-                        micro(xp, g * K * NT + k0 * NT, panel, r * kl, kl, acc, r * width + (g - g0) * NT, width, first);
-                    }
+                    micro(xp, xo, panel, r * kl, kl, acc, r * width + ao, width, first);
                 }
             }
         }
-        for (int t = t0; t < t1; t++) {
-            int o = t * N + n0;
-            int a = t - t0;
+        // transposed back one token group at a time: the group's NT output rows stay in L1
+        for (int ts = t0; ts < t1; ts += NT) {
+            int te = Math.min(t1, ts + NT);
             for (int r = 0; r < rows; r++) {
-                out[o + r] = acc[r * width + a];
+                int a = r * width - t0;
+                int o = n0 + r;
+                for (int t = ts; t < te; t++) {
+                    out[t * N + o] = acc[a + t];
+                }
             }
         }
     }

@@ -18,8 +18,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * The Vector API GEMM and GEMV against {@link GemmRef} at 128, 256 and 512 bits, for F32, BF16 and
- * F16 weights at unaligned offsets, odd shapes (tails in K, N and T, several K blocks), and 1 vs 2
- * threads (bit-identical).
+ * F16 weights at unaligned offsets, odd shapes (tails in K, N and T, several K blocks), shapes at
+ * and around every blocking boundary of the production GEMM, and 1 vs 2 threads (bit-identical).
  */
 class GemmKernelsTest {
     /** |fast - ref| &lt;= REL_TOL * sum_k |x_k w_k| + ABS_TOL: float rounding over K terms. */
@@ -160,6 +160,59 @@ class GemmKernelsTest {
             float[] got = new float[T * N];
             Gemm.matmul(KernelSets.preferred(), two, x, T, w, got);
             assertArrayEquals(twin, got);
+        }
+    }
+
+    static Stream<DType> dtypes() {
+        return Stream.of(DType.F32, DType.BF16, DType.F16);
+    }
+
+    /**
+     * Shapes (T, K, N) at and around every blocking boundary of the production kernels: one token,
+     * K shorter than, equal to and just past a K block, N below, at and past a task panel and not
+     * a multiple of the register tile, T around a token group and past a token block. Row panels
+     * shrink when a thread would get few tasks, so full NB-row panels need N of at least
+     * MIN_TASKS_PER_THREAD * threads * NB (the last two shapes, for 1 and 2 threads).
+     */
+    static int[][] blockingEdgeShapes() {
+        int kb = VectorKernels.KB;
+        int nb = VectorKernels.NB;
+        int mr = VectorKernels.MR;
+        int nt = VectorKernels.NT;
+        return new int[][] {
+            {1, 1, 1}, {1, kb, nb}, {2, kb - 1, mr + 1}, {nt - 1, kb + 1, nb - 1}, {nt, 2 * kb, nb + 1},
+            {nt + 1, 3, 2 * nb + mr - 1}, {VectorKernels.TB + 1, kb + 7, mr}, {3 * nt + 5, 2 * kb - 1, mr - 1},
+            {nt + 3, kb + 9, VectorKernels.MIN_TASKS_PER_THREAD * nb + mr + 1},
+            {5, 70, 2 * VectorKernels.MIN_TASKS_PER_THREAD * nb + 7},
+        };
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("dtypes")
+    void gemmAtBlockingEdgesEqualsFloatFmaTwinOnOneAndTwoThreads(DType dtype) {
+        KernelSet kernels = KernelSets.preferred();
+        int shape = 0;
+        try (Arena arena = Arena.ofShared()) {
+            for (int[] tkn : blockingEdgeShapes()) {
+                int T = tkn[0];
+                int K = tkn[1];
+                int N = tkn[2];
+                String what = "gemm " + dtype + " T=" + T + " K=" + K + " N=" + N;
+                WeightMatrix w = KernelTestData.weights(arena, dtype, N, K, 3000 + shape, OFFSETS[shape % OFFSETS.length]);
+                float[] x = KernelTestData.gaussian(T * K, 3100 + shape);
+                float[] ref = new float[T * N];
+                GemmRef.matmul(x, T, w, ref);
+                float[] twin = new float[T * N];
+                GemmRef.matmulFloatFma(x, T, w, twin);
+                float[] got1 = new float[T * N];
+                kernels.gemm(one, x, T, w, got1);
+                float[] got2 = new float[T * N];
+                kernels.gemm(two, x, T, w, got2);
+                assertClose(x, w, T, ref, got1, what);
+                assertArrayEquals(twin, got1, what + " vs float FMA twin");
+                assertArrayEquals(got1, got2, what + ": 1 vs 2 threads");
+                shape++;
+            }
         }
     }
 
