@@ -202,28 +202,35 @@ public final class QcmExampleEncoder implements ExampleEncoder {
         return p.hasImage() ? images.preprocess(p.imagePath()).data() : null;
     }
 
+    /** The input ids of a training example: the prompt, the answer in this encoder's style, EOS. */
+    public int[] inputIds(ScienceQaProblem p) {
+        return inputIds(promptIds(p), p);
+    }
+
+    private int[] inputIds(int[] prompt, ScienceQaProblem p) {
+        int[] answer = toInts(tokenizer.encode(style.answer(p), false));
+        int[] ids = java.util.Arrays.copyOf(prompt, prompt.length + answer.length + 1);
+        System.arraycopy(answer, 0, ids, prompt.length, answer.length);
+        ids[ids.length - 1] = tokenizer.eosId();
+        return ids;
+    }
+
     @Override
     public TrainingExample encode(ScienceQaProblem p) {
         int[] prompt = promptIds(p);
-        int[] answer = toInts(tokenizer.encode(style.answer(p), false));
-        int T = prompt.length + answer.length + 1;
-        int[] ids = new int[T];
+        int promptLength = prompt.length;
+        int[] ids = inputIds(prompt, p);
+        int T = ids.length;
         int[] labels = new int[T];
-        System.arraycopy(prompt, 0, ids, 0, prompt.length);
-        java.util.Arrays.fill(labels, 0, prompt.length, Ops.IGNORE_INDEX);
+        java.util.Arrays.fill(labels, 0, promptLength, Ops.IGNORE_INDEX);
         if (supervisePrompt) {
-            for (int i = 1; i < prompt.length; i++) {
-                if (prompt[i] != config.imageTokenIndex()) {
-                    labels[i] = prompt[i];
+            for (int i = 1; i < promptLength; i++) {
+                if (ids[i] != config.imageTokenIndex()) {
+                    labels[i] = ids[i];
                 }
             }
         }
-        for (int i = 0; i < answer.length; i++) {
-            ids[prompt.length + i] = answer[i];
-            labels[prompt.length + i] = answer[i];
-        }
-        ids[T - 1] = tokenizer.eosId();
-        labels[T - 1] = tokenizer.eosId();
+        System.arraycopy(ids, promptLength, labels, promptLength, T - promptLength); // the answer and EOS
         return new TrainingExample(pixels(p), ids, labels);
     }
 

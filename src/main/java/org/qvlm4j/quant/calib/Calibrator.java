@@ -131,7 +131,7 @@ public final class Calibrator {
 
         /** The input ids of one problem. */
         public int[] ids(ScienceQaEvaluator evaluator, QcmExampleEncoder answers, ScienceQaProblem p) {
-            return this == PROMPT ? evaluator.promptIds(p) : answers.encode(p).inputIds();
+            return this == PROMPT ? evaluator.promptIds(p) : answers.inputIds(p);
         }
     }
 
