@@ -419,6 +419,11 @@ public final class QvlmMethod implements QuantMethod {
         OptionalInt bits = llmInputBits(plan, layers);
         progress.accept("qvlm: " + config.label() + " (CDM " + (config.cdm() ? "on" : "off") + ", VEO "
                 + (config.veo() ? "on" : "off") + ")");
+        if (bits.isPresent()) {
+            for (double p : config.grid()) {
+                SiteRanges.gridIndex(stats, p); // refuse a grid the statistics lack before any work
+            }
+        }
         // a weight-only plan has nothing to search and needs no prompts
         List<CalibrationSamples.Sample> all = bits.isPresent() ? source.load(model, stats) : List.of();
         List<CalibrationSamples.Sample> searchSet = CalibrationSamples.subset(all, config.searchSamples(), config.seed());

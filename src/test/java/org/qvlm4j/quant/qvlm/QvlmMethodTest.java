@@ -261,6 +261,22 @@ class QvlmMethodTest {
     }
 
     @Test
+    void aGridTheStatisticsLackIsRefusedBeforeAnyWork() {
+        QuantPlan plan = QvlmFixture.w4a4();
+        Path work = tmp.resolve("work-bad-grid");
+        try (LlavaModel m = fx.load(); CalibrationStats st = fx.loadStats()) {
+            CalibrationSamples.Source unused = (model, stats) -> {
+                throw new AssertionError("a refused grid must not load the calibration prompts");
+            };
+            QvlmMethod q = new QvlmMethod(config(true, 3, 1.0).withBlocks(3, new double[] {1.0, 0.97}, 1.0), unused, null,
+                    work, Map.of(), null);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> q.apply(m, plan, st));
+            assertTrue(e.getMessage().contains("percentile 0.97 is not in the statistics' grid"), e.getMessage());
+        }
+        assertFalse(java.nio.file.Files.exists(work));
+    }
+
+    @Test
     void weightOnlyPlanSkipsTheSearch() {
         QuantPlan plan = QuantPlan.preset(QuantPreset.W4A16);
         try (LlavaModel m = fx.load(); LlavaModel rtnModel = fx.load(); CalibrationStats st = fx.loadStats()) {
