@@ -149,8 +149,8 @@ public final class QvlmMethod implements QuantMethod {
             }
             if (partition == null || proxy == null || dependencyForward == null || temperature == null
                     || veoConfig == null || refine == null) {
-                throw new IllegalArgumentException("qvlm: partition strategy, proxy, dependency forward, temperature mode "
-                        + "and VEO settings must be set");
+                throw new IllegalArgumentException("qvlm: partition strategy, proxy, dependency forward, temperature mode, "
+                        + "VEO and refinement settings must be set");
             }
             if (perSiteSweeps < 1) {
                 throw new IllegalArgumentException("qvlm: per-site sweeps must be >= 1, got " + perSiteSweeps);
