@@ -26,6 +26,7 @@ import org.qvlm4j.bench.ModelBench;
 import org.qvlm4j.bench.ModelComparison;
 import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.eval.EvalRun;
+import org.qvlm4j.eval.PairedComparison;
 import org.qvlm4j.eval.ScienceQaEvaluator;
 import org.qvlm4j.eval.ScienceQaMetrics;
 import org.qvlm4j.io.AtomicFiles;
@@ -505,8 +506,10 @@ public final class ExperimentRunner {
         }
         int problems = r.path("problems").asInt();
         double pps = r.path("run").path("problems_per_second").asDouble();
+        Path predictions = report.resolveSibling(EvalRun.PREDICTIONS);
         return new Outcome.Evaluated(acc, count, r.path("parse_failures").asInt(), problems,
-                pps > 0 ? problems / pps : Double.NaN, load);
+                pps > 0 ? problems / pps : Double.NaN, load,
+                Files.exists(predictions) ? PairedComparison.readCorrect(predictions) : Map.of());
     }
 
     /** The bench JSON's metrics as an outcome record. */

@@ -47,9 +47,14 @@ public record Outcome(ConfigSpec config, Status status, String reason, Quantized
      *
      * @param accuracy      column to accuracy in percent as the report prints it, null for an empty column
      * @param seconds       time for all problems at the measured rate, NaN when unknown
+     * @param correct       pid to whether the answer was right, from predictions.jsonl; empty when that file
+     *                      is absent
      */
     public record Evaluated(Map<String, BigDecimal> accuracy, Map<String, Integer> count, int parseFailures,
-                            int problems, double seconds, Load load) {
+                            int problems, double seconds, Load load, Map<String, Boolean> correct) {
+        public Evaluated {
+            correct = Map.copyOf(correct);
+        }
     }
 
     /** The measurement, from the bench JSON. */

@@ -17,6 +17,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.function.Function;
+import org.qvlm4j.eval.PairedComparison;
 import org.qvlm4j.eval.ScienceQaMetrics;
 import org.qvlm4j.experiments.ConfigSpec.QvlmVariant;
 import org.qvlm4j.io.AtomicFiles;
@@ -209,6 +210,9 @@ final class ResultTables {
         }
         d.tables.add(new Table(null, List.of("Method", "Bits", "Avg (%)", "Δ FP", "Size on disk", "Weights held",
                 "Decode tokens/s", "Note"), rows));
+        List<Outcome> others = new ArrayList<>(List.of(fp));
+        others.addAll(baselines);
+        pairedTable(d, d.get(ConfigSpec.qvlm(b[0], b[1], QvlmVariant.FULL)), others);
         return "Q-VLM at " + ConfigSpec.bits(b[0], b[1]) + " next to the floating-point model and every baseline of "
                 + "the toolkit at the same bits, best first: ScienceQA-protocol accuracy, checkpoint size, the weight "
                 + "bytes the runtime holds and greedy decode speed, all measured in this run.";
@@ -247,6 +251,15 @@ final class ResultTables {
         }
         d.tables.add(new Table(null, h, rows));
         fpNote(d);
+        for (int[] b : Experiment.PAPER_BITS) {
+            List<ConfigSpec> cs = Experiment.table1Row(b);
+            List<Outcome> others = new ArrayList<>();
+            for (ConfigSpec c : cs.subList(0, cs.size() - 1)) {
+                others.add(d.get(c));
+            }
+            pairedTable(d, names[names.length - 1], d.get(cs.get(cs.size() - 1)),
+                    List.of(names).subList(0, names.length - 1), others);
+        }
         return "Ablation of Q-VLM's parts at W6A6 and W4A4. Baseline: activation clipping percentiles searched "
                 + "layer by layer (`--no-cdm --no-veo`); +CDM: blocks of dependent decoder layers searched jointly; "
                 + "+VEO: the visual encoder's quantization optimised, layer-wise search; Q-VLM: both. Memory is the "
@@ -269,6 +282,10 @@ final class ResultTables {
             }
         }
         d.tables.add(new Table(null, h, rows));
+        for (int[] b : Experiment.PAPER_BITS) {
+            pairedTable(d, d.get(ConfigSpec.qvlm(b[0], b[1], QvlmVariant.FULL)), List.of(d.get(fp),
+                    d.get(ConfigSpec.baseline("awq", b[0], b[1])), d.get(ConfigSpec.baseline("nf4", b[0], b[1]))));
+        }
         return "Accuracy (%) per question class: subject (NAT natural science, SOC social science, LAN language), "
                 + "context (TXT text hint, IMG image, NO neither), grade (G1-6, G7-12; not in the paper) and the "
                 + "average, for FP, AWQ, QLoRA's NF4 and Q-VLM at W6A6 and W4A4.";
@@ -358,6 +375,10 @@ final class ResultTables {
         }
         d.tables.add(new Table(null, h, rows));
         fpNote(d);
+        for (int[] b : Experiment.SPEED_BITS) {
+            pairedTable(d, d.get(ConfigSpec.qvlm(b[0], b[1], QvlmVariant.FULL)),
+                    List.of(d.get(ConfigSpec.baseline("zeroquant-v2", b[0], b[1]))));
+        }
         return "Q-VLM against ZeroQuant-V2 (group-wise RTN with low-rank compensation) at W8A8 and W4A4: accuracy and "
                 + "the evaluation's wall time for all its problems.";
     }
@@ -392,6 +413,57 @@ final class ResultTables {
                 + ConfigSpec.DEFAULT_DEPTH + ", grid 1 to " + ConfigSpec.DEFAULT_P_MIN + ", eta 1): the maximum block "
                 + "depth (the paper's Fig. 3a, accuracy and search cost), the lower end p of the clipping percentile "
                 + "grid and VEO's eta (Fig. 3b). Plotted in fig3.png.";
+    }
+
+    /**
+     * Problem-by-problem comparison of ref with each of others ({@link PairedComparison}): how many
+     * problems only one of the two gets right, the accuracy difference with its 95% interval, and the
+     * exact McNemar p-value. Cells are n/a when either side has no predictions or they cover
+     * different problems.
+     */
+    private static void pairedTable(Doc d, Outcome ref, List<Outcome> others) {
+        pairedTable(d, methodName(ref.config()), ref, others.stream().map(o -> methodName(o.config())).toList(),
+                others);
+    }
+
+    /** As {@link #pairedTable(Doc, Outcome, List)} with the rows' names given (the ablations of one method). */
+    private static void pairedTable(Doc d, String refName, Outcome ref, List<String> names, List<Outcome> others) {
+        String name = refName + " " + ref.config().bits();
+        List<List<String>> rows = new ArrayList<>();
+        for (int i = 0; i < others.size(); i++) {
+            Outcome o = others.get(i);
+            PairedComparison p = paired(ref, o);
+            List<String> row = new ArrayList<>(List.of(names.get(i), o.config().bits()));
+            if (p == null) {
+                row.addAll(List.of(NOT_AVAILABLE, NOT_AVAILABLE, NOT_AVAILABLE, NOT_AVAILABLE, NOT_AVAILABLE,
+                        NOT_AVAILABLE));
+            } else {
+                row.addAll(List.of(Integer.toString(p.onlyFirst()), Integer.toString(p.onlySecond()),
+                        String.format(Locale.ROOT, "%+.2f", p.difference()),
+                        String.format(Locale.ROOT, "[%+.2f, %+.2f]", p.ciLow(), p.ciHigh()), pValue(p.pValue()),
+                        p.separates() ? (p.difference() > 0 ? "yes, " + name + " better" : "yes, " + name + " worse")
+                                : "no"));
+            }
+            rows.add(row);
+        }
+        d.tables.add(new Table(name + " against each configuration, problem by problem", List.of("Against", "Bits",
+                "Right only with " + name, "Right only with the other", "Δ Avg (points)", "95% interval",
+                "McNemar p", "Separated"), rows));
+        d.notes.add("Problem by problem: Δ is the accuracy difference on the same problems, its 95% interval the "
+                + "Wald interval of a paired difference, p the exact two-sided McNemar test on the problems only one "
+                + "side gets right; \"separated\" means the interval excludes zero.");
+    }
+
+    private static PairedComparison paired(Outcome a, Outcome b) {
+        if (a.eval() == null || b.eval() == null || a.eval().correct().isEmpty()
+                || !a.eval().correct().keySet().equals(b.eval().correct().keySet())) {
+            return null;
+        }
+        return PairedComparison.of(a.eval().correct(), b.eval().correct());
+    }
+
+    static String pValue(double p) {
+        return p < 0.001 ? "< 0.001" : String.format(Locale.ROOT, "%.3f", p);
     }
 
     private static void fpNote(Doc d) {

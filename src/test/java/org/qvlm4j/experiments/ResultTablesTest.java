@@ -71,8 +71,32 @@ class ResultTablesTest {
         Outcome.Quantized q = c.isFp() ? null : new Outcome.Quantized(List.of("--method", c.method()), 10 + i,
                 c.method().equals("qvlm") ? i + 0.5 : Double.NaN, c.method().equals("qvlm") ? 100L * i : -1, Double.NaN, idle);
         return new Outcome(c, Outcome.Status.DONE, null, q,
-                new Outcome.Evaluated(acc, count, 0, 70, 3.0 * i + 1, idle),
+                new Outcome.Evaluated(acc, count, 0, 70, 3.0 * i + 1, idle, correct(i)),
                 new Outcome.Benched(2000L * (i + 1), 1000L * (i + 1), 5_000_000L, 10, 20, 2, idle));
+    }
+
+    /** Configuration i's per-problem outcomes: 70 problems, a pattern that differs between configurations. */
+    private static Map<String, Boolean> correct(int i) {
+        Map<String, Boolean> m = new LinkedHashMap<>();
+        for (int j = 0; j < 70; j++) {
+            m.put("p" + j, (j * 7 + i * 3 + j / 9) % 10 < 7);
+        }
+        return m;
+    }
+
+    /** The paired-table cells expected for ref against other, counted here from the outcomes. */
+    private static List<String> pairedCells(String ref, String other) {
+        Map<String, Boolean> a = outcomes.get(ref).eval().correct();
+        Map<String, Boolean> b = outcomes.get(other).eval().correct();
+        int onlyA = 0;
+        int onlyB = 0;
+        for (String pid : a.keySet()) {
+            onlyA += a.get(pid) && !b.get(pid) ? 1 : 0;
+            onlyB += !a.get(pid) && b.get(pid) ? 1 : 0;
+        }
+        return List.of(Integer.toString(onlyA), Integer.toString(onlyB),
+                String.format(Locale.ROOT, "%+.2f", 100.0 * (onlyA - onlyB) / a.size()),
+                ResultTables.pValue(org.qvlm4j.eval.PairedComparison.mcnemarExact(onlyA, onlyB)));
     }
 
     private static String avg(String id) {
@@ -216,6 +240,36 @@ class ResultTablesTest {
         BigDecimal fp = new BigDecimal(avg("fp"));
         BigDecimal best = new BigDecimal(avg(expected.getFirst()));
         assertEquals("+" + best.subtract(fp).toPlainString(), t.get(3).get(3));
+        // Then Q-VLM against FP and each baseline (in the ranked order), problem by problem.
+        List<List<String>> paired = tables("headline.md").get(1);
+        assertEquals(List.of("Against", "Bits", "Right only with Q-VLM W4A4", "Right only with the other",
+                "Δ Avg (points)", "95% interval", "McNemar p", "Separated"), paired.getFirst());
+        List<String> against = new ArrayList<>(List.of("fp"));
+        against.addAll(expected);
+        assertEquals(against.size() + 1, paired.size());
+        for (int i = 0; i < against.size(); i++) {
+            List<String> row = paired.get(1 + i);
+            List<String> cells = pairedCells("qvlm-w4a4", against.get(i));
+            assertEquals(cells.subList(0, 3), row.subList(2, 5), against.get(i));
+            assertEquals(cells.get(3), row.get(6), against.get(i));
+        }
+    }
+
+    @Test
+    void table1ComparesQvlmWithEachAblationProblemByProblem() throws IOException {
+        List<List<List<String>>> ts = tables("table1.md");
+        assertEquals(2 + Experiment.PAPER_BITS.size(), ts.size()); // the table, one paired table per bits, the configurations
+        for (int k = 0; k < Experiment.PAPER_BITS.size(); k++) {
+            List<ConfigSpec> row = Experiment.table1Row(Experiment.PAPER_BITS.get(k));
+            List<List<String>> paired = ts.get(1 + k);
+            assertEquals(row.size(), paired.size());
+            assertEquals("Right only with Q-VLM (CDM + VEO) " + row.getLast().bits(), paired.getFirst().get(2));
+            for (int r = 0; r < row.size() - 1; r++) {
+                assertEquals(ts.getFirst().get(1 + r).getFirst(), paired.get(1 + r).getFirst());
+                assertEquals(pairedCells(row.getLast().id(), row.get(r).id()).subList(0, 3),
+                        paired.get(1 + r).subList(2, 5), row.get(r).id());
+            }
+        }
     }
 
     @Test
