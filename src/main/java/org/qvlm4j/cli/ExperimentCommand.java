@@ -175,13 +175,23 @@ public final class ExperimentCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--model " + model + ": expected a model directory with config.json");
         }
         Path dir = out.resolve("data-seed-" + synthSeed);
+        // The model's own solution style: calibration and VEO teacher-force train answers built on it.
+        SynthBenchmark.Solutions solutions = SynthBenchmark.Solutions.ofModel(model);
+        String style = solutions.name().toLowerCase(Locale.ROOT);
         if (Files.isRegularFile(dir.resolve(ScienceQaDataset.PROBLEMS_FILE))) {
+            SynthBenchmark.Solutions have = SynthBenchmark.Solutions.ofData(dir);
+            if (have != null && have != solutions) {
+                throw new IllegalArgumentException(dir.resolve(SynthBenchmark.MANIFEST_FILE) + ": key solutions: "
+                        + "expected '" + style + "' (the solutions " + model + " was trained on, train_manifest.json key "
+                        + SynthBenchmark.Solutions.TRAIN_MANIFEST_KEY + "), got '"
+                        + have.name().toLowerCase(Locale.ROOT) + "'; use another --out");
+            }
             err.println("experiment: reusing the seed-" + synthSeed + " benchmark in " + dir);
         } else {
             err.println("experiment: drawing a benchmark with seed " + synthSeed + " (" + SYNTH_TRAIN + " train, "
-                    + SYNTH_TEST + " test problems) into " + dir);
+                    + SYNTH_TEST + " test problems, " + style + " solutions) into " + dir);
             SynthBenchmark.write(dir, new SynthBenchmark.Options(synthSeed, SYNTH_TRAIN, 0, SYNTH_TEST,
-                    SYNTH_IMAGE_SIZE), (done, total) -> { });
+                    SYNTH_IMAGE_SIZE, solutions), (done, total) -> { });
         }
         err.flush();
         return dir;

@@ -17,6 +17,7 @@ import java.util.stream.Stream;
 import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.data.WordLevelTokenizerBuilder;
 import org.qvlm4j.data.ScienceQaProblem;
+import org.qvlm4j.data.SynthBenchmark;
 import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.io.image.ClipImageProcessor;
@@ -353,6 +354,10 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("seed", seed);
         m.put("data", data.toAbsolutePath().normalize().toString());
         m.put("split", split);
+        SynthBenchmark.Solutions solutions = SynthBenchmark.Solutions.ofData(data);
+        if (solutions != null) {
+            m.put(SynthBenchmark.Solutions.TRAIN_MANIFEST_KEY, solutions.name().toLowerCase(Locale.ROOT));
+        }
         if (init != null) {
             m.put("init", init.toAbsolutePath().normalize().toString());
         }

@@ -141,6 +141,42 @@ public final class SynthBenchmark {
          */
         STEPS;
 
+        /** Key of the training manifest ({@code train_manifest.json}) naming the solutions its data had. */
+        public static final String TRAIN_MANIFEST_KEY = "data_solutions";
+
+        /**
+         * The solutions of a benchmark directory from its {@value #MANIFEST_FILE}: the recorded style,
+         * {@link #PLAIN} when the manifest predates the key, null when the directory has no manifest (a
+         * benchmark not made by {@code synth}, e.g. a ScienceQA download).
+         */
+        public static Solutions ofData(Path dataDir) {
+            Path f = dataDir.resolve(MANIFEST_FILE);
+            if (!Files.isRegularFile(f)) {
+                return null;
+            }
+            return read(f, "solutions");
+        }
+
+        /**
+         * The solutions of the data a model was trained on, from its training manifest's
+         * {@value #TRAIN_MANIFEST_KEY}; {@link #PLAIN} when the manifest lacks the key or is absent
+         * (the only style before the key existed).
+         */
+        public static Solutions ofModel(Path modelDir) {
+            Path f = modelDir.resolve("train_manifest.json");
+            return Files.isRegularFile(f) ? read(f, TRAIN_MANIFEST_KEY) : PLAIN;
+        }
+
+        private static Solutions read(Path f, String key) {
+            com.fasterxml.jackson.databind.JsonNode v;
+            try {
+                v = new com.fasterxml.jackson.databind.ObjectMapper().readTree(Files.readAllBytes(f)).path(key);
+            } catch (IOException e) {
+                throw new UncheckedIOException(f + ": " + e.getMessage(), e);
+            }
+            return v.isTextual() ? parse(f + " key " + key, v.asText()) : PLAIN;
+        }
+
         /** The style of a lower-case name; the error names where it came from. */
         public static Solutions parse(String where, String value) {
             for (Solutions v : values()) {

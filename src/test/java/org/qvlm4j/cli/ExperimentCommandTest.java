@@ -340,6 +340,43 @@ class ExperimentCommandTest {
     }
 
     @Test
+    void aDrawnBenchmarkHasTheSolutionsTheModelWasTrainedOn() throws IOException {
+        Path m = work.resolve("steps-model");
+        Files.createDirectories(m);
+        try (var files = Files.list(MODEL)) {
+            for (Path f : files.toList()) {
+                Files.copy(f, m.resolve(f.getFileName()));
+            }
+        }
+        Files.writeString(m.resolve("train_manifest.json"), "{\"answer_style\": \"letter\", \""
+                + SynthBenchmark.Solutions.TRAIN_MANIFEST_KEY + "\": \"steps\"}");
+        Path o = work.resolve("steps-run");
+        String[] args = {"experiment", "headline", "--model", m.toString(), "--synth-seed", "11", "--out",
+                o.toString(), "--calib-n", "3", "--limit", "4", "--max-new-tokens", "2", "--bench-reps", "1",
+                "--decode-tokens", "2", "--threads", "2", "--bench-in-process", "--only", "fp"};
+        Run r = run(args);
+        assertEquals(0, r.code(), r.err());
+        Path drawn = o.resolve("data-seed-11");
+        assertEquals(SynthBenchmark.Solutions.STEPS, SynthBenchmark.Solutions.ofData(drawn));
+        Path direct = work.resolve("seed11-steps");
+        SynthBenchmark.write(direct, new SynthBenchmark.Options(11, ExperimentCommand.SYNTH_TRAIN, 0,
+                ExperimentCommand.SYNTH_TEST, ExperimentCommand.SYNTH_IMAGE_SIZE, SynthBenchmark.Solutions.STEPS), null);
+        assertEquals(Files.readString(direct.resolve("problems.json")), Files.readString(drawn.resolve("problems.json")));
+
+        // A benchmark with the other solutions under the same --out is refused by name, not reused.
+        Path mixed = work.resolve("mixed-run");
+        SynthBenchmark.write(mixed.resolve("data-seed-11"), new SynthBenchmark.Options(11, 4, 0, 4,
+                ExperimentCommand.SYNTH_IMAGE_SIZE), null);
+        List<String> again = new ArrayList<>(List.of(args));
+        again.set(again.indexOf(o.toString()), mixed.toString());
+        again.add("--resume");
+        Run refused = run(again.toArray(String[]::new));
+        assertEquals(2, refused.code(), refused.err());
+        assertTrue(refused.err().contains("key solutions: expected 'steps'") && refused.err().contains("got 'plain'"),
+                refused.err());
+    }
+
+    @Test
     void headlineOnAFreshlyDrawnBenchmarkPrintsItsTable() throws IOException {
         Path o = work.resolve("headline");
         String[] args = {"experiment", "headline", "--model", MODEL.toString(), "--synth-seed", "11", "--out",

@@ -315,6 +315,31 @@ class SynthBenchmarkTest {
     }
 
     @Test
+    void solutionsAreReadBackFromTheBenchmarkAndFromATrainingManifest() throws IOException {
+        Path steps = tmp.resolve("steps");
+        SynthBenchmark.write(steps, new SynthBenchmark.Options(SEED, 4, 0, 2, SIZE, SynthBenchmark.Solutions.STEPS), null);
+        assertEquals(SynthBenchmark.Solutions.STEPS, SynthBenchmark.Solutions.ofData(steps));
+        Path plain = tmp.resolve("plain");
+        SynthBenchmark.write(plain, new SynthBenchmark.Options(SEED, 4, 0, 2, SIZE), null);
+        assertEquals(SynthBenchmark.Solutions.PLAIN, SynthBenchmark.Solutions.ofData(plain));
+        // a manifest from before the key: plain; no manifest (not a synth benchmark): unknown
+        Files.writeString(plain.resolve(SynthBenchmark.MANIFEST_FILE), "{\"seed\": 1}");
+        assertEquals(SynthBenchmark.Solutions.PLAIN, SynthBenchmark.Solutions.ofData(plain));
+        assertNull(SynthBenchmark.Solutions.ofData(tmp));
+
+        Path model = tmp.resolve("model");
+        Files.createDirectories(model);
+        assertEquals(SynthBenchmark.Solutions.PLAIN, SynthBenchmark.Solutions.ofModel(model));
+        Files.writeString(model.resolve("train_manifest.json"), "{\"data_solutions\": \"steps\"}");
+        assertEquals(SynthBenchmark.Solutions.STEPS, SynthBenchmark.Solutions.ofModel(model));
+        Files.writeString(model.resolve("train_manifest.json"), "{\"data_solutions\": \"tree\"}");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> SynthBenchmark.Solutions.ofModel(model));
+        assertTrue(e.getMessage().contains("train_manifest.json key data_solutions") && e.getMessage().contains("'tree'"),
+                e.getMessage());
+    }
+
+    @Test
     void writtenDirectoryLoadsAndMatchesTheSamples() throws IOException {
         Path out = tmp.resolve("bench");
         List<int[]> progress = new ArrayList<>();
