@@ -13,6 +13,7 @@ import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Locale;
 import java.util.Objects;
 import java.util.Set;
 import java.util.function.Consumer;
@@ -20,6 +21,7 @@ import java.util.function.Function;
 import java.util.regex.Pattern;
 import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.data.ScienceQaProblem;
+import org.qvlm4j.data.SynthBenchmark;
 import org.qvlm4j.eval.ScienceQaEvaluator;
 import org.qvlm4j.eval.ScienceQaPrompt;
 import org.qvlm4j.train.QcmExampleEncoder;
@@ -149,6 +151,28 @@ public final class Calibrator {
     private Calibrator() {
     }
 
+    /**
+     * With answers teacher-forced, the data's solutions must be written as those the model learned
+     * (synth's plain or steps): an answer in another style gives activations the model never makes.
+     * Data without a synth manifest (a ScienceQA download) is taken as it is.
+     */
+    static void checkSolutions(Request r) {
+        if (r.inputs() != Inputs.ANSWER || QcmExampleEncoder.AnswerStyle.ofModel(r.modelDir())
+                == QcmExampleEncoder.AnswerStyle.LETTER) {
+            return;
+        }
+        SynthBenchmark.Solutions data = SynthBenchmark.Solutions.ofData(r.dataDir());
+        SynthBenchmark.Solutions model = SynthBenchmark.Solutions.ofModel(r.modelDir());
+        if (data != null && data != model) {
+            throw new IllegalArgumentException(r.dataDir().resolve(SynthBenchmark.MANIFEST_FILE) + ": key solutions: "
+                    + "expected '" + model.name().toLowerCase(Locale.ROOT) + "' (the solutions " + r.modelDir()
+                    + " was trained on, train_manifest.json key " + SynthBenchmark.Solutions.TRAIN_MANIFEST_KEY
+                    + "), got '" + data.name().toLowerCase(Locale.ROOT) + "': the teacher-forced answers would not "
+                    + "be the model's; draw the data with synth --solutions " + model.name().toLowerCase(Locale.ROOT)
+                    + " or calibrate with --inputs prompt");
+        }
+    }
+
     /** Runs the calibration and writes the statistics directory. */
     public static Result run(Request r, Consumer<Progress> progress) {
         long t0 = System.nanoTime();
@@ -160,6 +184,7 @@ public final class Calibrator {
             throw new IllegalArgumentException(r.modelDir() + ": model directory does not exist");
         }
         CalibrationStats.checkTarget(r.out(), r.overwrite());
+        checkSolutions(r);
         ScienceQaDataset data = ScienceQaDataset.load(r.dataDir());
         List<ScienceQaProblem> split = data.split(r.split());
         if (r.n() > split.size()) {

@@ -363,6 +363,22 @@ class CalibrateCommandTest {
         assertTrue(many.err().contains("has only 12 problems"), many.err());
         assertFalse(Files.exists(fresh));
 
+        // A model trained on steps solutions, plain-solution data: the teacher-forced answers would not be its own.
+        Path stepsModel = tmp.resolve("steps-model");
+        Files.createDirectories(stepsModel);
+        try (var files = Files.list(model)) {
+            for (Path f : files.toList()) {
+                Files.copy(f, stepsModel.resolve(f.getFileName()));
+            }
+        }
+        Files.writeString(stepsModel.resolve("train_manifest.json"),
+                "{\"answer_style\": \"reasoned\", \"data_solutions\": \"steps\"}");
+        Cli solutions = run(fresh, 5, 1, "--model", stepsModel.toString());
+        assertEquals(2, solutions.code());
+        assertTrue(solutions.err().contains("key solutions: expected 'steps'") && solutions.err().contains("got 'plain'")
+                && solutions.err().contains("--inputs prompt"), solutions.err());
+        assertFalse(Files.exists(fresh));
+
         Path notStats = tmp.resolve("not-stats");
         Files.createDirectories(notStats);
         Files.writeString(notStats.resolve("keep.txt"), "x");
