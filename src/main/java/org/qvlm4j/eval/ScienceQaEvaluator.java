@@ -64,14 +64,18 @@ public final class ScienceQaEvaluator {
             }
         }
 
-        /** LLaVA-1.5's ScienceQA settings; the answer budget fits a one-sentence solution and "The answer is X.". */
+        /** LLaVA-1.5's ScienceQA settings, with an answer budget of {@value #DEFAULT_MAX_NEW_TOKENS} tokens. */
         public static Settings defaults() {
             return new Settings(PromptTemplate.VICUNA_V1, DEFAULT_MAX_NEW_TOKENS, PadMode.PAD_TO_SQUARE, false, 0);
         }
     }
 
-    /** Default generation limit: room for a reasoned answer (solution + "The answer is X."); a letter answer stops at its end token. */
-    public static final int DEFAULT_MAX_NEW_TOKENS = 64;
+    /**
+     * Default generation limit: room for a stepwise answer (a solution of several steps, each option
+     * up to the right one judged, "The answer is X."; up to about 90 tokens on the synth benchmark);
+     * generation stops at the end token, so short answers cost nothing extra.
+     */
+    public static final int DEFAULT_MAX_NEW_TOKENS = 128;
     /** Default memory budget of the image cache. */
     public static final long DEFAULT_CACHE_BYTES = 256L << 20;
     private static final long POLL_MS = 200;

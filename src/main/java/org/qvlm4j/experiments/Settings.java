@@ -27,7 +27,7 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
     public static final int FORMAT_VERSION = 1;
     public static final int DEFAULT_CALIB_N = 64;
     public static final String DEFAULT_SPLIT = "test";
-    public static final int DEFAULT_MAX_NEW_TOKENS = 64;
+    public static final int DEFAULT_MAX_NEW_TOKENS = org.qvlm4j.eval.ScienceQaEvaluator.DEFAULT_MAX_NEW_TOKENS;
     public static final int DEFAULT_BENCH_REPS = 3;
     public static final int DEFAULT_DECODE_TOKENS = 32;
 
@@ -101,9 +101,8 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
         if (limit > 0) {
             a.addAll(List.of("--limit", Integer.toString(limit)));
         }
-        if (maxNewTokens != DEFAULT_MAX_NEW_TOKENS) {
-            a.addAll(List.of("--max-new-tokens", Integer.toString(maxNewTokens)));
-        }
+        // Always written: the default has changed before, and the tables must stay reproducible.
+        a.addAll(List.of("--max-new-tokens", Integer.toString(maxNewTokens)));
         if (benchReps != DEFAULT_BENCH_REPS) {
             a.addAll(List.of("--bench-reps", Integer.toString(benchReps)));
         }
