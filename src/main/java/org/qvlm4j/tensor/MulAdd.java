@@ -1,9 +1,7 @@
 package org.qvlm4j.tensor;
 
-import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
-import org.qvlm4j.kernels.DType;
 import org.qvlm4j.kernels.Gemm;
 import org.qvlm4j.kernels.Parallel;
 import org.qvlm4j.kernels.WeightMatrix;
@@ -69,49 +67,30 @@ final class MulAdd {
     /** C += A B through {@link Gemm#gemm}; see {@link #mulAdd}. */
     static void viaGemm(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff, float[] c, int cOff,
                         int M, int K, int N) {
-        float[][] buf = SCRATCH.get();
-        float[] x;
-        if (aOff == 0 && aRow == K && aCol == 1) {
-            x = a; // already (M, K) row-major
+        float[] x = new float[M * K]; // A row-major
+        if (aCol == 1) {
+            for (int m = 0; m < M; m++) {
+                System.arraycopy(a, aOff + m * aRow, x, m * K, K);
+            }
         } else {
-            x = buf[0] = grow(buf[0], M * K);
-            copyStrided(a, aOff, aRow, aCol, M, K, x);
+            for (int k = 0; k < K; k++) {
+                int src = aOff + k * aCol;
+                for (int m = 0; m < M; m++) {
+                    x[m * K + k] = a[src + m * aRow];
+                }
+            }
         }
-        float[] bt = buf[1] = grow(buf[1], N * K); // B^T (N, K): the GEMM's weight rows
-        copyStrided(b, bOff, 1, N, N, K, bt);
-        float[] out = buf[2] = grow(buf[2], M * N);
-        WeightMatrix w = new WeightMatrix(MemorySegment.ofArray(bt).asSlice(0, (long) N * K * Float.BYTES), DType.F32,
-                N, K);
-        Gemm.gemm(PREFERRED, Parallel.shared(), x, M, w, out);
+        float[] bt = new float[N * K]; // B^T: the GEMM's weight rows
+        for (int k = 0; k < K; k++) {
+            int src = bOff + k * N;
+            for (int n = 0; n < N; n++) {
+                bt[n * K + k] = b[src + n];
+            }
+        }
+        float[] out = new float[M * N];
+        Gemm.gemm(PREFERRED, Parallel.shared(), x, M, WeightMatrix.ofFloats(bt, N, K), out);
         for (int i = 0; i < M * N; i++) {
             c[cOff + i] += out[i];
-        }
-    }
-
-    /** Per-thread buffers of {@link #viaGemm}: A row-major, B transposed, the product. */
-    private static final ThreadLocal<float[][]> SCRATCH = ThreadLocal.withInitial(() -> new float[3][0]);
-
-    private static float[] grow(float[] buf, int size) {
-        return buf.length >= size ? buf : new float[size];
-    }
-
-    /**
-     * dst (rows, cols) row-major from dst[r, c] = src[off + r * rowStride + c * colStride]: whole rows
-     * when colStride is 1, else column by column (reads along rowStride, usually 1). Square tiles
-     * measured slower here: the writes' stride is what costs, and tiling does not shorten it.
-     */
-    static void copyStrided(float[] src, int off, int rowStride, int colStride, int rows, int cols, float[] dst) {
-        if (colStride == 1) {
-            for (int r = 0; r < rows; r++) {
-                System.arraycopy(src, off + r * rowStride, dst, r * cols, cols);
-            }
-            return;
-        }
-        for (int c = 0; c < cols; c++) {
-            int s = off + c * colStride;
-            for (int r = 0; r < rows; r++) {
-                dst[r * cols + c] = src[s + r * rowStride];
-            }
         }
     }
 
