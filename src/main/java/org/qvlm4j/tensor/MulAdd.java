@@ -2,9 +2,6 @@ package org.qvlm4j.tensor;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
-import org.qvlm4j.kernels.Gemm;
-import org.qvlm4j.kernels.Parallel;
-import org.qvlm4j.kernels.WeightMatrix;
 
 /**
  * The product kernel behind the backward of {@link Ops#linear} and both directions of
@@ -34,64 +31,12 @@ final class MulAdd {
     private MulAdd() {
     }
 
-    /**
-     * Fewest multiply-adds (M K N) for which {@link #mulAdd} goes through the runtime's blocked GEMM:
-     * below it the copies cost more than the faster kernel saves.
-     */
-    static final long GEMM_MIN_WORK = 1L << 15;
-
-    /**
-     * C += A B over all rows. Products of at least {@link #GEMM_MIN_WORK} multiply-adds with M &gt;= 2
-     * go through the runtime's blocked GEMM ({@link Gemm#gemm}: A copied to a row-major (M, K), B
-     * transposed to (N, K), the product added to C), whose outputs are the same single in-order FMA
-     * chains from zero, so the bits equal {@link #mulAddRef}'s; smaller ones run this class's kernel,
-     * split over threads with {@link ParallelLoop}.
-     */
+    /** C += A B over all rows, split over threads with {@link ParallelLoop}. */
     static void mulAdd(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff, float[] c, int cOff,
                        int M, int K, int N) {
-        if (M >= 2 && K >= 1 && (long) M * K * N >= GEMM_MIN_WORK) {
-            viaGemm(a, aOff, aRow, aCol, b, bOff, c, cOff, M, K, N);
-            return;
-        }
-        mulAddTiled(a, aOff, aRow, aCol, b, bOff, c, cOff, M, K, N);
-    }
-
-    /** C += A B with this class's register-tiled kernel, rows split over threads with {@link ParallelLoop}. */
-    static void mulAddTiled(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff, float[] c, int cOff,
-                            int M, int K, int N) {
         int tiles = (M + ROW_TILE - 1) / ROW_TILE;
         ParallelLoop.forRange(tiles, (long) ROW_TILE * K * N, (t0, t1) -> mulAddRows(a, aOff, aRow, aCol,
                 b, bOff, c, cOff, K, N, t0 * ROW_TILE, Math.min(M, t1 * ROW_TILE)));
-    }
-
-    /** C += A B through {@link Gemm#gemm}; see {@link #mulAdd}. */
-    static void viaGemm(float[] a, int aOff, int aRow, int aCol, float[] b, int bOff, float[] c, int cOff,
-                        int M, int K, int N) {
-        float[] x = new float[M * K]; // A row-major
-        if (aCol == 1) {
-            for (int m = 0; m < M; m++) {
-                System.arraycopy(a, aOff + m * aRow, x, m * K, K);
-            }
-        } else {
-            for (int k = 0; k < K; k++) {
-                int src = aOff + k * aCol;
-                for (int m = 0; m < M; m++) {
-                    x[m * K + k] = a[src + m * aRow];
-                }
-            }
-        }
-        float[] bt = new float[N * K]; // B^T: the GEMM's weight rows
-        for (int k = 0; k < K; k++) {
-            int src = bOff + k * N;
-            for (int n = 0; n < N; n++) {
-                bt[n * K + k] = b[src + n];
-            }
-        }
-        float[] out = new float[M * N];
-        Gemm.gemm(PREFERRED, Parallel.shared(), x, M, WeightMatrix.ofFloats(bt, N, K), out);
-        for (int i = 0; i < M * N; i++) {
-            c[cOff + i] += out[i];
-        }
     }
 
     /** The vector width in floats (tests size their tails around it). */
