@@ -179,13 +179,7 @@ public final class ExperimentCommand implements Callable<Integer> {
         SynthBenchmark.Solutions solutions = SynthBenchmark.Solutions.ofModel(model);
         String style = solutions.name().toLowerCase(Locale.ROOT);
         if (Files.isRegularFile(dir.resolve(ScienceQaDataset.PROBLEMS_FILE))) {
-            SynthBenchmark.Solutions have = SynthBenchmark.Solutions.ofData(dir);
-            if (have != null && have != solutions) {
-                throw new IllegalArgumentException(dir.resolve(SynthBenchmark.MANIFEST_FILE) + ": key solutions: "
-                        + "expected '" + style + "' (the solutions " + model + " was trained on, train_manifest.json key "
-                        + SynthBenchmark.Solutions.TRAIN_MANIFEST_KEY + "), got '"
-                        + have.name().toLowerCase(Locale.ROOT) + "'; use another --out");
-            }
+            SynthBenchmark.Solutions.requireModelsOwn(dir, model, "use another --out");
             err.println("experiment: reusing the seed-" + synthSeed + " benchmark in " + dir);
         } else {
             err.println("experiment: drawing a benchmark with seed " + synthSeed + " (" + SYNTH_TRAIN + " train, "

@@ -14,6 +14,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
@@ -167,6 +168,22 @@ public final class SynthBenchmark {
             return Files.isRegularFile(f) ? read(f, TRAIN_MANIFEST_KEY) : PLAIN;
         }
 
+        /**
+         * Refuses a benchmark directory whose recorded solutions differ from those the model was
+         * trained on (a directory without a synth manifest passes), naming the file, key, both
+         * values and the remedy.
+         */
+        public static void requireModelsOwn(Path dataDir, Path modelDir, String remedy) {
+            Solutions data = ofData(dataDir);
+            Solutions model = ofModel(modelDir);
+            if (data != null && data != model) {
+                throw new IllegalArgumentException(dataDir.resolve(MANIFEST_FILE) + ": key solutions: expected '"
+                        + model.name().toLowerCase(Locale.ROOT) + "' (the solutions " + modelDir
+                        + " was trained on, train_manifest.json key " + TRAIN_MANIFEST_KEY + "), got '"
+                        + data.name().toLowerCase(Locale.ROOT) + "'; " + remedy);
+            }
+        }
+
         private static Solutions read(Path f, String key) {
             com.fasterxml.jackson.databind.JsonNode v;
             try {
@@ -308,7 +325,7 @@ public final class SynthBenchmark {
         m.put("generator", "qvlm4j synth");
         m.put("image_size", o.imageSize());
         m.put("seed", o.seed());
-        m.put("solutions", o.solutions().name().toLowerCase(java.util.Locale.ROOT));
+        m.put("solutions", o.solutions().name().toLowerCase(Locale.ROOT));
         m.put("test", o.test());
         m.put("train", o.train());
         m.put("val", o.val());
@@ -339,7 +356,7 @@ public final class SynthBenchmark {
     /** Lower-cased tokens of a text: runs of letters and digits, and every other non-space character alone. */
     public static List<String> tokenize(String text) {
         List<String> out = new ArrayList<>();
-        String t = text.toLowerCase(java.util.Locale.ROOT);
+        String t = text.toLowerCase(Locale.ROOT);
         int i = 0;
         while (i < t.length()) {
             char c = t.charAt(i);

@@ -161,16 +161,9 @@ public final class Calibrator {
                 == QcmExampleEncoder.AnswerStyle.LETTER) {
             return;
         }
-        SynthBenchmark.Solutions data = SynthBenchmark.Solutions.ofData(r.dataDir());
-        SynthBenchmark.Solutions model = SynthBenchmark.Solutions.ofModel(r.modelDir());
-        if (data != null && data != model) {
-            throw new IllegalArgumentException(r.dataDir().resolve(SynthBenchmark.MANIFEST_FILE) + ": key solutions: "
-                    + "expected '" + model.name().toLowerCase(Locale.ROOT) + "' (the solutions " + r.modelDir()
-                    + " was trained on, train_manifest.json key " + SynthBenchmark.Solutions.TRAIN_MANIFEST_KEY
-                    + "), got '" + data.name().toLowerCase(Locale.ROOT) + "': the teacher-forced answers would not "
-                    + "be the model's; draw the data with synth --solutions " + model.name().toLowerCase(Locale.ROOT)
-                    + " or calibrate with --inputs prompt");
-        }
+        SynthBenchmark.Solutions.requireModelsOwn(r.dataDir(), r.modelDir(), "the teacher-forced answers would not "
+                + "be the model's: draw the data with synth --solutions " + SynthBenchmark.Solutions.ofModel(r.modelDir())
+                .name().toLowerCase(Locale.ROOT) + " or calibrate with --inputs prompt");
     }
 
     /** Runs the calibration and writes the statistics directory. */
