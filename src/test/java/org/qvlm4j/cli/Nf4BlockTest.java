@@ -42,7 +42,8 @@ class Nf4BlockTest {
     @Test
     void everyCategoryOfTheReferenceModelGetsAValidBlock() throws Exception {
         Path data = tmp.resolve("data");
-        SynthBenchmark.write(data, new SynthBenchmark.Options(3, 4, 0, 0, 64), null);
+        // Drawn with the solutions the model was trained on, as calibrate requires.
+        SynthBenchmark.write(data, new SynthBenchmark.Options(3, 4, 0, 0, 64, SynthBenchmark.Solutions.ofModel(REF)), null);
         Path stats = tmp.resolve("stats");
         assertEquals(0, run("calibrate", "--model", REF.toString(), "--data", data.toString(), "--n", "2",
                 "--out", stats.toString()));
