@@ -339,6 +339,13 @@ class ExperimentCommandTest {
         assertFalse(Files.exists(fresh), "bad input must be refused before any output is made");
     }
 
+    /** The headline on a seed-11 benchmark, FP only, with the smallest settings that run every step. */
+    private static String[] smallHeadline(Path model, Path out) {
+        return new String[] {"experiment", "headline", "--model", model.toString(), "--synth-seed", "11", "--out",
+                out.toString(), "--calib-n", "3", "--limit", "4", "--max-new-tokens", "2", "--bench-reps", "1",
+                "--decode-tokens", "2", "--threads", "2", "--bench-in-process", "--only", "fp"};
+    }
+
     @Test
     void aDrawnBenchmarkHasTheSolutionsTheModelWasTrainedOn() throws IOException {
         Path m = work.resolve("steps-model");
@@ -351,9 +358,7 @@ class ExperimentCommandTest {
         Files.writeString(m.resolve("train_manifest.json"), "{\"answer_style\": \"letter\", \""
                 + SynthBenchmark.Solutions.TRAIN_MANIFEST_KEY + "\": \"steps\"}");
         Path o = work.resolve("steps-run");
-        String[] args = {"experiment", "headline", "--model", m.toString(), "--synth-seed", "11", "--out",
-                o.toString(), "--calib-n", "3", "--limit", "4", "--max-new-tokens", "2", "--bench-reps", "1",
-                "--decode-tokens", "2", "--threads", "2", "--bench-in-process", "--only", "fp"};
+        String[] args = smallHeadline(m, o);
         Run r = run(args);
         assertEquals(0, r.code(), r.err());
         Path drawn = o.resolve("data-seed-11");
@@ -379,9 +384,7 @@ class ExperimentCommandTest {
     @Test
     void headlineOnAFreshlyDrawnBenchmarkPrintsItsTable() throws IOException {
         Path o = work.resolve("headline");
-        String[] args = {"experiment", "headline", "--model", MODEL.toString(), "--synth-seed", "11", "--out",
-                o.toString(), "--calib-n", "3", "--limit", "4", "--max-new-tokens", "2", "--bench-reps", "1",
-                "--decode-tokens", "2", "--threads", "2", "--bench-in-process", "--only", "fp"};
+        String[] args = smallHeadline(MODEL, o);
         Run r = run(args);
         assertEquals(0, r.code(), r.err());
         Path drawn = o.resolve("data-seed-11");
