@@ -61,8 +61,13 @@ public final class ExperimentCommand implements Callable<Integer> {
 
     @Option(names = "--synth-seed", paramLabel = "S",
             description = "Instead of --data: draw a fresh benchmark with this seed (" + SYNTH_TRAIN + " train problems "
-                    + "for calibration, " + SYNTH_TEST + " test problems) into OUT/data-seed-S, or reuse it there.")
+                    + "for calibration, --synth-test test problems) into OUT/data-seed-S, or reuse it there.")
     Long synthSeed;
+
+    @Option(names = "--synth-test", defaultValue = "" + SYNTH_TEST, paramLabel = "N",
+            description = "Test problems of the --synth-seed benchmark (default: ${DEFAULT-VALUE}); more problems give "
+                    + "narrower intervals in the paired comparisons. A benchmark already in OUT must have this many.")
+    int synthTest;
 
     @Option(names = "--out", required = true, paramLabel = "DIR",
             description = "Output directory: tables, and the checkpoints, evaluations and measurements behind them.")
@@ -174,17 +179,21 @@ public final class ExperimentCommand implements Callable<Integer> {
             // Checked before drawing, so a wrong --model leaves nothing behind.
             throw new IllegalArgumentException("--model " + model + ": expected a model directory with config.json");
         }
+        if (synthTest < 1) {
+            throw new IllegalArgumentException("--synth-test must be >= 1, got " + synthTest);
+        }
         Path dir = out.resolve("data-seed-" + synthSeed);
         // The model's own solution style: calibration and VEO teacher-force train answers built on it.
         SynthBenchmark.Solutions solutions = SynthBenchmark.Solutions.ofModel(model);
         String style = solutions.name().toLowerCase(Locale.ROOT);
         if (Files.isRegularFile(dir.resolve(ScienceQaDataset.PROBLEMS_FILE))) {
             SynthBenchmark.Solutions.requireModelsOwn(dir, model, "use another --out");
+            SynthBenchmark.requireTestCount(dir, synthTest, "use another --out or --synth-test");
             err.println("experiment: reusing the seed-" + synthSeed + " benchmark in " + dir);
         } else {
             err.println("experiment: drawing a benchmark with seed " + synthSeed + " (" + SYNTH_TRAIN + " train, "
-                    + SYNTH_TEST + " test problems, " + style + " solutions) into " + dir);
-            SynthBenchmark.write(dir, new SynthBenchmark.Options(synthSeed, SYNTH_TRAIN, 0, SYNTH_TEST,
+                    + synthTest + " test problems, " + style + " solutions) into " + dir);
+            SynthBenchmark.write(dir, new SynthBenchmark.Options(synthSeed, SYNTH_TRAIN, 0, synthTest,
                     SYNTH_IMAGE_SIZE, solutions), (done, total) -> { });
         }
         err.flush();

@@ -252,6 +252,28 @@ public final class SynthBenchmark {
     // Writing a dataset directory
 
     /**
+     * Refuses a benchmark directory whose {@value #MANIFEST_FILE} records another number of test
+     * problems than {@code expected} (a directory without the manifest passes), naming the file,
+     * key, both values and the remedy.
+     */
+    public static void requireTestCount(Path dataDir, int expected, String remedy) {
+        Path f = dataDir.resolve(MANIFEST_FILE);
+        if (!Files.isRegularFile(f)) {
+            return;
+        }
+        com.fasterxml.jackson.databind.JsonNode v;
+        try {
+            v = new com.fasterxml.jackson.databind.ObjectMapper().readTree(Files.readAllBytes(f)).path("test");
+        } catch (IOException e) {
+            throw new UncheckedIOException(f + ": " + e.getMessage(), e);
+        }
+        if (!v.isInt() || v.asInt() != expected) {
+            throw new IllegalArgumentException(f + ": key test: expected " + expected + ", got "
+                    + (v.isMissingNode() ? "no such key" : v.toString()) + "; " + remedy);
+        }
+    }
+
+    /**
      * Generates the benchmark into {@code out}: problems.json, pid_splits.json, images/&lt;pid&gt;/image.png,
      * vocab.txt and synth.json. Everything is written into a sibling temp directory that is renamed to
      * {@code out} at the end. An existing non-empty {@code out} is refused with IllegalArgumentException.

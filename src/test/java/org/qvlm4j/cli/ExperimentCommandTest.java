@@ -382,6 +382,31 @@ class ExperimentCommandTest {
     }
 
     @Test
+    void synthTestSetsTheTestSplitAndAReusedBenchmarkMustMatchIt() throws IOException {
+        Path o = work.resolve("test-count");
+        List<String> args = new ArrayList<>(List.of(smallHeadline(MODEL, o)));
+        args.addAll(List.of("--synth-test", "7"));
+        Run r = run(args.toArray(String[]::new));
+        assertEquals(0, r.code(), r.err());
+        Path drawn = o.resolve("data-seed-11");
+        assertEquals(7, JSON.readTree(drawn.resolve("pid_splits.json").toFile()).path("test").size());
+        assertEquals(7, JSON.readTree(drawn.resolve("synth.json").toFile()).path("test").asInt());
+
+        // The same --out with the default test count: refused by file, key and both counts, not reused.
+        List<String> other = new ArrayList<>(List.of(smallHeadline(MODEL, o)));
+        other.add("--resume");
+        Run refused = run(other.toArray(String[]::new));
+        assertEquals(2, refused.code(), refused.err());
+        assertTrue(refused.err().contains("synth.json: key test: expected " + ExperimentCommand.SYNTH_TEST + ", got 7"),
+                refused.err());
+        Run zero = run(smallHeadline(MODEL, work.resolve("zero-test"))[0], "headline", "--model", MODEL.toString(),
+                "--synth-seed", "11", "--out", work.resolve("zero-test").toString(), "--synth-test", "0");
+        assertEquals(2, zero.code(), zero.err());
+        assertTrue(zero.err().contains("--synth-test must be >= 1, got 0"), zero.err());
+        assertFalse(Files.exists(work.resolve("zero-test")), "bad input must be refused before any output is made");
+    }
+
+    @Test
     void headlineOnAFreshlyDrawnBenchmarkPrintsItsTable() throws IOException {
         Path o = work.resolve("headline");
         String[] args = smallHeadline(MODEL, o);
