@@ -45,8 +45,9 @@ public final class SynthCommand implements Callable<Integer> {
     int imageSize;
 
     @Option(names = "--solutions", defaultValue = "plain", paramLabel = "STYLE",
-            description = "Solution text of the families that compare several items: plain (one sentence) or steps "
-                    + "(a chain of local steps); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
+            description = "Solution text of the families that compare several items: plain (one sentence), steps "
+                    + "(a chain of local steps) or positions (steps, and the map questions as a running comparison "
+                    + "of the squares' positions); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
     String solutions;
 
     @Override

@@ -140,7 +140,15 @@ public final class SynthBenchmark {
          * the square first and then its town; for relative directions, the converse of the stated
          * fact, or a walk from the first town named in the direction asked until no town lies further.
          */
-        STEPS;
+        STEPS,
+        /**
+         * {@link #STEPS}, and the map questions solved by a running comparison of the squares'
+         * positions along the asked direction, keeping the farthest (or farthest two) so far: over
+         * the squares in the colour order red, blue, green, yellow, purple, orange on a map without a
+         * key, in the order the key names them on a map with one ("red. blue: red. green: green. So
+         * the green square is farthest north.").
+         */
+        POSITIONS;
 
         /** Key of the training manifest ({@code train_manifest.json}) naming the solutions its data had. */
         public static final String TRAIN_MANIFEST_KEY = "data_solutions";
@@ -220,7 +228,46 @@ public final class SynthBenchmark {
     }
 
     private boolean steps() {
-        return solutions == Solutions.STEPS;
+        return solutions == Solutions.STEPS || solutions == Solutions.POSITIONS;
+    }
+
+    private boolean positions() {
+        return solutions == Solutions.POSITIONS;
+    }
+
+    /**
+     * A running comparison over names in the given order by a hidden key (larger is farther),
+     * keeping the keep farthest so far, farthest first: "red. blue: red. green: green, red.".
+     */
+    static String runningOrder(List<String> names, List<Integer> along, int keep) {
+        List<Integer> best = new ArrayList<>();
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < names.size(); i++) {
+            best.add(i);
+            best.sort(Comparator.comparing((Integer j) -> -along.get(j)));
+            if (best.size() > keep) {
+                best.removeLast();
+            }
+            if (i > 0) {
+                sb.append(' ').append(names.get(i)).append(':');
+            }
+            for (int k = 0; k < best.size(); k++) {
+                sb.append(k == 0 ? (i > 0 ? " " : "") : ", ").append(names.get(best.get(k)));
+            }
+            sb.append('.');
+        }
+        return sb.toString();
+    }
+
+    /** {@link #runningOrder} over the first n objects of the scene, in the given order of their colours. */
+    private static String runningOrder(List<Scene.SceneObject> squares, String direction, int keep) {
+        List<String> names = new ArrayList<>();
+        List<Integer> along = new ArrayList<>();
+        for (Scene.SceneObject o : squares) {
+            names.add(o.colour().word);
+            along.add(towards(direction, o));
+        }
+        return runningOrder(names, along, keep);
     }
 
     /**
@@ -977,6 +1024,11 @@ public final class SynthBenchmark {
         d.scene.objects().forEach(o -> d.preferred.add(o.colour().word));
         colours().forEach(c -> d.extra.add(c.word));
         d.solution = "The " + d.answer + " square is " + far + ".";
+        if (positions()) {
+            List<Scene.SceneObject> byColour = d.scene.objects().subList(0, n).stream()
+                    .sorted(Comparator.comparingInt((Scene.SceneObject o) -> o.colour().ordinal())).toList();
+            d.solution = runningOrder(byColour, dir, rank + 1) + " So the " + d.answer + " square is " + far + ".";
+        }
         return d;
     }
 
@@ -1005,6 +1057,12 @@ public final class SynthBenchmark {
                 ? "The " + sq.get(rank).colour().word + " square is " + far + ". " + d.answer + " is the "
                         + sq.get(rank).colour().word + " square."
                 : d.answer + " is the " + sq.get(rank).colour().word + " square, which is " + far + ".";
+        if (positions()) {
+            // the key names the first n objects in placement order
+            String c = sq.get(rank).colour().word;
+            d.solution = runningOrder(d.scene.objects().subList(0, n), dir, rank + 1) + " So the " + c + " square is "
+                    + far + ". " + d.answer + " is the " + c + " square.";
+        }
         return d;
     }
 

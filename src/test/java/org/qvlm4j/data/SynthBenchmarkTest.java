@@ -467,6 +467,91 @@ class SynthBenchmarkTest {
                 SynthBenchmark.runningComparison(items, temps, true, 2));
     }
 
+    @Test
+    void runningOrderKeepsTheFarthestSoFar() {
+        List<String> names = List.of("red", "blue", "green", "yellow");
+        List<Integer> along = List.of(5, 9, 2, 7);
+        assertEquals("red. blue: blue. green: blue. yellow: blue.", SynthBenchmark.runningOrder(names, along, 1));
+        assertEquals("red. blue: blue, red. green: blue, red. yellow: blue, yellow.",
+                SynthBenchmark.runningOrder(names, along, 2));
+    }
+
+    /**
+     * Position solutions: the same problems as the step solutions, the map questions with a running
+     * comparison whose every state is the farthest squares of the prefix (positions from the scene),
+     * over the squares in colour order (no key) or in the key's order, ending at the answer.
+     */
+    @Test
+    void positionSolutionsCompareTheSquaresOfTheMapInOrder() {
+        SynthBenchmark st = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.STEPS);
+        SynthBenchmark po = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.POSITIONS);
+        Map<String, Integer> checked = new java.util.TreeMap<>();
+        for (int i = 0; i < N; i++) {
+            Sample a = st.sample("train", i, Integer.toString(i + 1));
+            Sample b = po.sample("train", i, Integer.toString(i + 1));
+            assertEquals(a.scene(), b.scene());
+            ScienceQaProblem pa = a.problem();
+            ScienceQaProblem pb = b.problem();
+            assertEquals(pa.question() + pa.choices() + pa.answer() + pa.hint(),
+                    pb.question() + pb.choices() + pb.answer() + pb.hint());
+            String t = a.template().replaceAll("\\.(easy|hard)$", "");
+            if (!t.equals("soc.image.map") && !t.equals("soc.both.map")) {
+                assertEquals(pa.solution(), pb.solution(), t);
+                continue;
+            }
+            String dir = pb.question().replaceAll(".*farthest (\\w+)\\?", "$1");
+            int keep = pb.question().contains("second farthest") ? 2 : 1;
+            List<Scene.SceneObject> squares = b.scene().objects().stream()
+                    .filter(o -> o.shape() == Scene.Shape.SQUARE).toList();
+            Map<String, Integer> along = new HashMap<>();
+            for (Scene.SceneObject o : squares) {
+                along.put(o.colour().word, switch (dir) {
+                    case "north" -> -o.cy();
+                    case "south" -> o.cy();
+                    case "east" -> o.cx();
+                    default -> -o.cx();
+                });
+            }
+            String sol = pb.solution();
+            String[] parts = sol.substring(0, sol.indexOf(" So ")).split("\\. ?");
+            List<String> order = new ArrayList<>();
+            for (String part : parts) {
+                String[] sides = part.split(": ");
+                order.add(sides[0].split(", ")[0]);
+                List<String> want = order.stream().sorted(Comparator.comparing((String c) -> -along.get(c)))
+                        .limit(keep).toList();
+                assertEquals(want, List.of(sides[sides.length - 1].split(", ")), sol);
+            }
+            assertEquals(squares.size(), order.size(), sol);
+            if (t.equals("soc.image.map")) {
+                assertEquals(order.stream().sorted(Comparator.comparing((String c) -> colourIndex(c))).toList(), order,
+                        sol);
+                String answer = pb.choices().get(pb.answer());
+                assertTrue(sol.endsWith("So the " + answer + " square is " + (keep == 2 ? "second " : "")
+                        + "farthest " + dir + "."), sol);
+            } else {
+                List<String> keyOrder = new ArrayList<>();
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("is the (\\w+) square").matcher(pb.hint());
+                while (m.find()) {
+                    keyOrder.add(m.group(1));
+                }
+                assertEquals(keyOrder, order, sol);
+                assertTrue(pa.solution().startsWith("The ") && sol.endsWith(" So t" + pa.solution().substring(1)), sol);
+            }
+            checked.merge(t, 1, Integer::sum);
+        }
+        assertEquals(java.util.Set.of("soc.both.map", "soc.image.map"), checked.keySet(), checked.toString());
+    }
+
+    private static int colourIndex(String word) {
+        for (Scene.Colour c : Scene.Colour.values()) {
+            if (c.word.equals(word)) {
+                return c.ordinal();
+            }
+        }
+        throw new AssertionError(word);
+    }
+
     /**
      * Step solutions: the same problems with another solution text, every step checked against the
      * hint by re-deriving it (values looked up by name, the kept entries the best of the prefix, the
