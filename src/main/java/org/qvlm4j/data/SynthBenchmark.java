@@ -148,7 +148,13 @@ public final class SynthBenchmark {
          * key, in the order the key names them on a map with one ("red. blue: red. green: green. So
          * the green square is farthest north.").
          */
-        POSITIONS;
+        POSITIONS,
+        /**
+         * {@link #POSITIONS}, with the solution of every problem that has a picture opening with a
+         * description of it: each shape's size, colour and place in reading order ("The picture has a
+         * red square at top left, a large blue circle at center and a green cross at bottom.").
+         */
+        DESCRIBED;
 
         /** Key of the training manifest ({@code train_manifest.json}) naming the solutions its data had. */
         public static final String TRAIN_MANIFEST_KEY = "data_solutions";
@@ -228,11 +234,42 @@ public final class SynthBenchmark {
     }
 
     private boolean steps() {
-        return solutions == Solutions.STEPS || solutions == Solutions.POSITIONS;
+        return solutions != Solutions.PLAIN;
     }
 
     private boolean positions() {
-        return solutions == Solutions.POSITIONS;
+        return solutions == Solutions.POSITIONS || solutions == Solutions.DESCRIBED;
+    }
+
+    /**
+     * The place of a point in a picture of the given size on a 3 x 3 grid: "top left", "top",
+     * "top right", "left", "center", "right", "bottom left", "bottom", "bottom right".
+     */
+    static String place(int size, int x, int y) {
+        String v = 3 * y < size ? "top" : 3 * y >= 2 * size ? "bottom" : null;
+        String h = 3 * x < size ? "left" : 3 * x >= 2 * size ? "right" : null;
+        return v == null ? (h == null ? "center" : h) : (h == null ? v : v + " " + h);
+    }
+
+    /**
+     * "The picture has a red square at top left, a large blue circle at center and a green cross at
+     * bottom.": every shape of the scene in reading order (rows of a third of the picture from the
+     * top, left to right within a row).
+     */
+    static String describe(Scene scene) {
+        int size = scene.size();
+        List<Scene.SceneObject> objects = scene.objects().stream()
+                .sorted(Comparator.comparingInt((Scene.SceneObject o) -> Math.min(2, 3 * o.cy() / size))
+                        .thenComparingInt(Scene.SceneObject::cx))
+                .toList();
+        List<String> parts = new ArrayList<>();
+        for (Scene.SceneObject o : objects) {
+            parts.add("a " + (o.large() ? "large " : "") + o.colour().word + " " + o.shape().singular + " at "
+                    + place(size, o.cx(), o.cy()));
+        }
+        String list = parts.size() == 1 ? parts.getFirst()
+                : String.join(", ", parts.subList(0, parts.size() - 1)) + " and " + parts.getLast();
+        return "The picture has " + list + ".";
     }
 
     /**
@@ -525,9 +562,11 @@ public final class SynthBenchmark {
         choices.add(answerAt, d.answer);
         boolean img = modality == Modality.IMAGE || modality == Modality.BOTH;
         int grade = hard ? rnd.nextInt(7, 13) : rnd.nextInt(1, 7);
+        String solution = img && solutions == Solutions.DESCRIBED && !d.scene.objects().isEmpty()
+                ? describe(d.scene) + " " + d.solution : d.solution;
         ScienceQaProblem p = new ScienceQaProblem(pid, d.question, choices, answerAt, d.hint == null ? "" : d.hint,
                 img ? IMAGE_FILE : null, null, subject.label, "grade" + grade, d.category, d.topic, d.skill,
-                d.lecture, d.solution, split, "closed choice");
+                d.lecture, solution, split, "closed choice");
         return new Sample(p, img ? d.scene : null, d.template + (hard ? ".hard" : ".easy"), subject, modality, hard);
     }
 

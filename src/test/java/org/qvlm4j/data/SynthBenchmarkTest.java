@@ -543,6 +543,51 @@ class SynthBenchmarkTest {
         assertEquals(java.util.Set.of("soc.both.map", "soc.image.map"), checked.keySet(), checked.toString());
     }
 
+    @Test
+    void placesAreThirdsOfThePicture() {
+        assertEquals("top left", SynthBenchmark.place(60, 0, 19));
+        assertEquals("top", SynthBenchmark.place(60, 20, 0));
+        assertEquals("top right", SynthBenchmark.place(60, 40, 10));
+        assertEquals("left", SynthBenchmark.place(60, 19, 20));
+        assertEquals("center", SynthBenchmark.place(60, 39, 39));
+        assertEquals("right", SynthBenchmark.place(60, 59, 30));
+        assertEquals("bottom left", SynthBenchmark.place(60, 5, 40));
+        assertEquals("bottom", SynthBenchmark.place(60, 30, 59));
+        assertEquals("bottom right", SynthBenchmark.place(60, 40, 40));
+    }
+
+    @Test
+    void aDescriptionNamesEveryShapeInReadingOrder() {
+        List<Scene.SceneObject> objects = List.of(
+                new Scene.SceneObject(Scene.Shape.CROSS, Scene.Colour.GREEN, 30, 50, 4, false),
+                new Scene.SceneObject(Scene.Shape.CIRCLE, Scene.Colour.BLUE, 30, 30, 8, true),
+                new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.RED, 50, 5, 4, false),
+                new Scene.SceneObject(Scene.Shape.TRIANGLE, Scene.Colour.YELLOW, 4, 15, 4, false));
+        Scene scene = new Scene(60, objects, List.of(), 0, 0, false, 0, 0, 0, 0L);
+        assertEquals("The picture has a yellow triangle at top left, a red square at top right, a large blue circle at "
+                + "center and a green cross at bottom.", SynthBenchmark.describe(scene));
+        Scene one = new Scene(60, objects.subList(0, 1), List.of(), 0, 0, false, 0, 0, 0, 0L);
+        assertEquals("The picture has a green cross at bottom.", SynthBenchmark.describe(one));
+    }
+
+    /** Described solutions: the position solutions, with the picture's description first where there is one. */
+    @Test
+    void describedSolutionsOpenWithThePicture() {
+        SynthBenchmark po = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.POSITIONS);
+        SynthBenchmark de = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.DESCRIBED);
+        int described = 0;
+        for (int i = 0; i < N; i++) {
+            Sample a = po.sample("train", i, Integer.toString(i + 1));
+            Sample b = de.sample("train", i, Integer.toString(i + 1));
+            assertEquals(a.scene(), b.scene());
+            String want = a.scene() == null ? a.problem().solution()
+                    : SynthBenchmark.describe(a.scene()) + " " + a.problem().solution();
+            assertEquals(want, b.problem().solution(), a.template());
+            described += a.scene() == null ? 0 : 1;
+        }
+        assertTrue(described > N / 4 && described < N, "pictures: " + described);
+    }
+
     private static int colourIndex(String word) {
         for (Scene.Colour c : Scene.Colour.values()) {
             if (c.word.equals(word)) {
