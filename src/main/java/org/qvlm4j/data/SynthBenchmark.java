@@ -264,7 +264,8 @@ public final class SynthBenchmark {
                 .toList();
         List<String> parts = new ArrayList<>();
         for (Scene.SceneObject o : objects) {
-            parts.add("a " + (o.large() ? "large " : "") + o.colour().word + " " + o.shape().singular + " at "
+            String words = (o.large() ? "large " : "") + o.colour().word + " " + o.shape().singular;
+            parts.add(("aeiou".indexOf(words.charAt(0)) >= 0 ? "an " : "a ") + words + " at "
                     + place(size, o.cx(), o.cy()));
         }
         String list = parts.size() == 1 ? parts.getFirst()

@@ -568,6 +568,11 @@ class SynthBenchmarkTest {
                 + "center and a green cross at bottom.", SynthBenchmark.describe(scene));
         Scene one = new Scene(60, objects.subList(0, 1), List.of(), 0, 0, false, 0, 0, 0, 0L);
         assertEquals("The picture has a green cross at bottom.", SynthBenchmark.describe(one));
+        Scene orange = new Scene(60, List.of(new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.ORANGE, 5, 5, 4,
+                false), new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.ORANGE, 50, 50, 8, true)), List.of(), 0,
+                0, false, 0, 0, 0, 0L);
+        assertEquals("The picture has an orange square at top left and a large orange square at bottom right.",
+                SynthBenchmark.describe(orange));
     }
 
     /** Described solutions: the position solutions, with the picture's description first where there is one. */
