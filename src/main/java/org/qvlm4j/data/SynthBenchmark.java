@@ -199,12 +199,7 @@ public final class SynthBenchmark {
         }
 
         private static Solutions read(Path f, String key) {
-            com.fasterxml.jackson.databind.JsonNode v;
-            try {
-                v = new com.fasterxml.jackson.databind.ObjectMapper().readTree(Files.readAllBytes(f)).path(key);
-            } catch (IOException e) {
-                throw new UncheckedIOException(f + ": " + e.getMessage(), e);
-            }
+            com.fasterxml.jackson.databind.JsonNode v = jsonKey(f, key);
             return v.isTextual() ? parse(f + " key " + key, v.asText()) : PLAIN;
         }
 
@@ -297,7 +292,7 @@ public final class SynthBenchmark {
         return sb.toString();
     }
 
-    /** {@link #runningOrder} over the first n objects of the scene, in the given order of their colours. */
+    /** {@link #runningOrder} over the colours of the given squares, in their order, by position along the direction. */
     private static String runningOrder(List<Scene.SceneObject> squares, String direction, int keep) {
         List<String> names = new ArrayList<>();
         List<Integer> along = new ArrayList<>();
@@ -336,6 +331,15 @@ public final class SynthBenchmark {
     // ---------------------------------------------------------------------------------------------
     // Writing a dataset directory
 
+    /** The value of a key of a JSON file (a missing node when the key is absent); unreadable JSON names the file. */
+    private static com.fasterxml.jackson.databind.JsonNode jsonKey(Path f, String key) {
+        try {
+            return new com.fasterxml.jackson.databind.ObjectMapper().readTree(Files.readAllBytes(f)).path(key);
+        } catch (IOException e) {
+            throw new UncheckedIOException(f + ": " + e.getMessage(), e);
+        }
+    }
+
     /**
      * Refuses a benchmark directory whose {@value #MANIFEST_FILE} records another number of test
      * problems than {@code expected} (a directory without the manifest passes), naming the file,
@@ -346,12 +350,7 @@ public final class SynthBenchmark {
         if (!Files.isRegularFile(f)) {
             return;
         }
-        com.fasterxml.jackson.databind.JsonNode v;
-        try {
-            v = new com.fasterxml.jackson.databind.ObjectMapper().readTree(Files.readAllBytes(f)).path("test");
-        } catch (IOException e) {
-            throw new UncheckedIOException(f + ": " + e.getMessage(), e);
-        }
+        com.fasterxml.jackson.databind.JsonNode v = jsonKey(f, "test");
         if (!v.isInt() || v.asInt() != expected) {
             throw new IllegalArgumentException(f + ": key test: expected " + expected + ", got "
                     + (v.isMissingNode() ? "no such key" : v.toString()) + "; " + remedy);
