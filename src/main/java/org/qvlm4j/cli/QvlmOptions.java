@@ -95,6 +95,12 @@ public final class QvlmOptions {
                     + "min/max LLM ranges) or on the fp model (default: ${DEFAULT-VALUE}).")
     String dependencyOn;
 
+    @Option(names = "--weight-rounding", defaultValue = "rtn", paramLabel = "NAME",
+            description = "qvlm: round the weights to nearest (rtn, the paper's reading) or by GPTQ on the calibration "
+                    + "Hessians (gptq; the statistics need them: calibrate --hessian all) before the activation search "
+                    + "(default: ${DEFAULT-VALUE}).")
+    String weightRounding;
+
     @Option(names = "--max-depth", defaultValue = "3", paramLabel = "N",
             description = "qvlm: most decoder layers per block (default: ${DEFAULT-VALUE}).")
     int maxDepth;
@@ -166,7 +172,8 @@ public final class QvlmOptions {
                 enumValue(SoftAssignment.Temperature.class, "--entropy-temperature", temperature),
                 QvlmMethod.Config.DEFAULT.tau(), v, new RangeRefinement.Config(enumValue(
                         RangeRefinement.Objective.class, "--refine-objective", refineObjective), refineEpochs, refineBatch, refineLr,
-                        RangeRefinement.Config.DEFAULT.seed()));
+                        RangeRefinement.Config.DEFAULT.seed()),
+                enumValue(QvlmMethod.WeightRounding.class, "--weight-rounding", weightRounding));
     }
 
     /** The method these options describe, for the FP model at modelDir; progress lines go to err. */

@@ -239,7 +239,7 @@ public final class QuantizedExport {
      * Whether the forward never runs linear: a vision layer at or past the layer whose hidden state the
      * projector reads (so calibration saw no input there).
      */
-    private static boolean neverRun(String linear, int visionFeatureLayers) {
+    public static boolean neverRun(String linear, int visionFeatureLayers) {
         if (!linear.startsWith("vision.layers.")) {
             return false;
         }

@@ -12,6 +12,8 @@ import org.qvlm4j.quant.QuantParams;
 import org.qvlm4j.quant.QuantPlan;
 import org.qvlm4j.quant.QuantSpec;
 import org.qvlm4j.quant.UniformQuantizer;
+import org.qvlm4j.quant.WeightFakeQuantizer;
+import org.qvlm4j.quant.export.QuantizedExport;
 import org.qvlm4j.quant.calib.CalibrationStats;
 
 /**
@@ -72,11 +74,26 @@ public final class Gptq implements QuantMethod {
             if (spec == null) {
                 continue;
             }
-            MethodSupport.Hessian h = MethodSupport.hessian(stats, l.name(), name(), true);
+            // a vision layer the forward never reaches has no calibration inputs: its RTN image is as good
+            boolean runs = !QuantizedExport.neverRun(l.name(), model.config().visionFeatureLayerIndex());
+            MethodSupport.Hessian h = MethodSupport.hessian(stats, l.name(), name(), runs);
+            if (h == null) {
+                out.put(l, WeightFakeQuantizer.fakeQuantized(l.weight(), spec), null, "none", spec + " (never run: RTN)");
+                continue;
+            }
             float[] q = quantize(l.name(), l.weight().toFloatArray(), l.outFeatures(), l.inFeatures(), h.h(), spec, cfg);
             out.put(l, q, null, "none", spec + (cfg.actOrder() ? " act-order" : ""));
         }
         return out.finish(model, plan, stats);
+    }
+
+    /**
+     * The input Hessian (K, K) of a linear from the statistics, for method (named in errors); null when
+     * the statistics lack it and it is not required, else an error naming the missing tensor.
+     */
+    public static double[] hessian(CalibrationStats stats, String linear, String method, boolean required) {
+        MethodSupport.Hessian h = MethodSupport.hessian(stats, linear, method, required);
+        return h == null ? null : h.h();
     }
 
     /**

@@ -39,6 +39,7 @@ import org.qvlm4j.quant.TensorCategory;
 import org.qvlm4j.quant.WeightFakeQuantizer;
 import org.qvlm4j.quant.calib.CalibrationStats;
 import org.qvlm4j.quant.export.QuantizedExport;
+import org.qvlm4j.quant.methods.Gptq;
 import org.qvlm4j.quant.methods.LayerReport;
 import org.qvlm4j.quant.methods.QuantMethod;
 import org.qvlm4j.quant.methods.QuantResult;
@@ -50,7 +51,8 @@ import org.qvlm4j.train.TrainableLlava;
  *
  * <ol>
  *   <li>weights: round-to-nearest under the plan's weight specs (the CLI's qvlm plan: uniform
- *       asymmetric per output channel, §6.1);</li>
+ *       asymmetric per output channel, §6.1), or on the same grid by GPTQ on the calibration
+ *       Hessians ({@link WeightRounding});</li>
  *   <li>calibrated static ranges for the vision tower and projector inputs (per token position at
  *       p = 1, per channel at a chosen percentile), or ranges given by the caller;</li>
  *   <li>with VEO: visual encoder optimisation ({@link VisualEncoderOptimizer}, §3.3) of the vision
@@ -97,6 +99,13 @@ public final class QvlmMethod implements QuantMethod {
 
     public enum PartitionStrategy { GREEDY, DP }
 
+    /**
+     * How the weights are rounded onto the plan's grid before the activation search: to nearest (the
+     * paper's reading, §6.1), or by GPTQ's error-compensating column order on the calibration
+     * Hessians ({@link Gptq}, same grid), which the activation search then works on top of.
+     */
+    public enum WeightRounding { RTN, GPTQ }
+
     /** The forward whose decoder-layer outputs the dependency is measured on. */
     public enum DependencyForward {
         /** RTN weights, the vision ranges after VEO, LLM inputs at their calibrated min/max (§1.8 step 3). */
@@ -125,19 +134,21 @@ public final class QvlmMethod implements QuantMethod {
      * @param tau               temperature in grid steps for {@link SoftAssignment.Temperature#GRID}
      * @param veoConfig         VEO's settings; its seed and bits are replaced by the statistics' seed
      *                          and the LLM's activation bits when VEO runs
+     * @param refine            the optional gradient refinement of the LLM's ranges after the search
+     * @param weightRounding    how the weights are rounded (RTN, or GPTQ on the calibration Hessians)
      */
     public record Config(boolean cdm, boolean veo, int maxDepth, double[] grid, double h0Multiplier,
                          PartitionStrategy partition, Dependency.Proxy proxy, DependencyForward dependencyForward,
                          boolean perSite, int perSiteSweeps, double visionPercentile, int searchSamples, long seed,
                          SoftAssignment.Temperature temperature, double tau, VeoConfig veoConfig,
-                         RangeRefinement.Config refine) {
+                         RangeRefinement.Config refine, WeightRounding weightRounding) {
         /** The paper's candidates: 1.0 down to 0.98 in steps of 0.005 (§4.1). */
         public static final double[] PAPER_GRID = {1.0, 0.995, 0.99, 0.985, 0.98};
         /** Q-VLM: CDM and VEO on. */
         public static final Config DEFAULT = new Config(true, true, 3, PAPER_GRID, 1.0, PartitionStrategy.GREEDY,
                 Dependency.Proxy.ENTROPY, DependencyForward.QUANTIZED, false, 2, 1.0, 0, 0,
                 SoftAssignment.Temperature.GRID, Dependency.Settings.DEFAULT_TAU, VeoConfig.defaults(),
-                RangeRefinement.Config.DEFAULT);
+                RangeRefinement.Config.DEFAULT, WeightRounding.RTN);
 
         public Config {
             if (maxDepth < 1) {
@@ -148,9 +159,9 @@ public final class QvlmMethod implements QuantMethod {
                 throw new IllegalArgumentException("qvlm: --h0 multiplier must be finite and >= 0, got " + h0Multiplier);
             }
             if (partition == null || proxy == null || dependencyForward == null || temperature == null
-                    || veoConfig == null || refine == null) {
+                    || veoConfig == null || refine == null || weightRounding == null) {
                 throw new IllegalArgumentException("qvlm: partition strategy, proxy, dependency forward, temperature mode, "
-                        + "VEO and refinement settings must be set");
+                        + "VEO, refinement and weight rounding settings must be set");
             }
             if (perSiteSweeps < 1) {
                 throw new IllegalArgumentException("qvlm: per-site sweeps must be >= 1, got " + perSiteSweeps);
@@ -178,34 +189,40 @@ public final class QvlmMethod implements QuantMethod {
 
         public Config withCdm(boolean on) {
             return new Config(on, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding);
         }
 
         public Config withVeo(boolean on) {
             return new Config(cdm, on, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding);
         }
 
         public Config withVeoConfig(VeoConfig v) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, v, refine);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, v, refine, weightRounding);
         }
 
         /** The block rule's settings replaced: depth, candidate grid and h0 multiplier. */
         public Config withBlocks(int depth, double[] g, double h0) {
             return new Config(cdm, veo, depth, g, h0, partition, proxy, dependencyForward, perSite, perSiteSweeps,
-                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine);
+                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding);
         }
 
         /** The LLM range refinement's settings replaced (epochs 0: off). */
         public Config withRefine(RangeRefinement.Config r) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, r);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, r, weightRounding);
+        }
+
+        /** The weights' rounding replaced. */
+        public Config withWeightRounding(WeightRounding w) {
+            return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, w);
         }
 
         public Config withDependencyForward(DependencyForward f) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, f, perSite, perSiteSweeps,
-                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine);
+                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding);
         }
 
         ObjectNode toJson() {
@@ -227,6 +244,7 @@ public final class QvlmMethod implements QuantMethod {
             n.put("tau", tau);
             n.set("veo_config", veoJson(veoConfig));
             n.set("refine", refineJson(refine));
+            n.put("weight_rounding", weightRounding.name());
             return n;
         }
     }
@@ -427,7 +445,7 @@ public final class QvlmMethod implements QuantMethod {
         // a weight-only plan has nothing to search and needs no prompts
         List<CalibrationSamples.Sample> all = bits.isPresent() ? source.load(model, stats) : List.of();
         List<CalibrationSamples.Sample> searchSet = CalibrationSamples.subset(all, config.searchSamples(), config.seed());
-        Map<String, WeightMatrix> qWeights = quantizeWeights(model, plan);
+        Map<String, WeightMatrix> qWeights = quantizeWeights(model, plan, stats, config.weightRounding());
         Map<String, Ranges> ranges = fixedRanges(model, plan, stats);
         stages.end("prompts_and_weights");
 
@@ -857,6 +875,12 @@ public final class QvlmMethod implements QuantMethod {
     }
 
     static Map<String, WeightMatrix> quantizeWeights(LlavaModel model, QuantPlan plan) {
+        return quantizeWeights(model, plan, null, WeightRounding.RTN);
+    }
+
+    /** The quantized image of every planned linear's weight; GPTQ reads each linear's Hessian from stats. */
+    static Map<String, WeightMatrix> quantizeWeights(LlavaModel model, QuantPlan plan, CalibrationStats stats,
+                                                     WeightRounding rounding) {
         if (plan.entry(TensorCategory.EMBEDDINGS).weight() != null) {
             throw new IllegalArgumentException("qvlm: plan quantizes EMBEDDINGS, which is not a linear");
         }
@@ -865,7 +889,13 @@ public final class QvlmMethod implements QuantMethod {
             QuantSpec spec = plan.forLinear(l.name()).weight();
             if (spec != null) {
                 WeightMatrix w = l.weight();
-                out.put(l.name(), WeightMatrix.ofFloats(WeightFakeQuantizer.fakeQuantized(w, spec), w.rows(), w.cols()));
+                // a vision layer the forward never reaches has no calibration inputs: its RTN image is as good
+                double[] h = rounding == WeightRounding.GPTQ ? Gptq.hessian(stats, l.name(), NAME,
+                        !QuantizedExport.neverRun(l.name(), model.config().visionFeatureLayerIndex())) : null;
+                float[] q = h != null
+                        ? Gptq.quantize(l.name(), w.toFloatArray(), w.rows(), w.cols(), h, spec, Gptq.Config.DEFAULT)
+                        : WeightFakeQuantizer.fakeQuantized(w, spec);
+                out.put(l.name(), WeightMatrix.ofFloats(q, w.rows(), w.cols()));
             }
         }
         return out;

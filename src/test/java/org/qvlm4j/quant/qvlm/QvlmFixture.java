@@ -79,7 +79,7 @@ final class QvlmFixture {
         AtomicFiles.writeString(model.resolve("preprocessor_config.json"), ClipPreprocessConfig.squareJson(IMAGE_SIZE));
         stats = dir.resolve("stats");
         Calibrator.run(new Calibrator.Request(model, data, Calibrator.DEFAULT_SPLIT, false, CALIB_SAMPLES, CALIB_SEED,
-                "none", "all", 1, PromptTemplate.VICUNA_V1, PadMode.PAD_TO_SQUARE, Calibrator.Inputs.ANSWER, stats, false), null);
+                "all", "all", 1, PromptTemplate.VICUNA_V1, PadMode.PAD_TO_SQUARE, Calibrator.Inputs.ANSWER, stats, false), null);
     }
 
     LlavaModel load() {

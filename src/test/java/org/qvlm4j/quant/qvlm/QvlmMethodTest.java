@@ -33,6 +33,7 @@ import org.qvlm4j.quant.calib.Calibrator;
 import org.qvlm4j.quant.calib.ChannelTails;
 import org.qvlm4j.quant.calib.SiteStats;
 import org.qvlm4j.quant.methods.QuantResult;
+import org.qvlm4j.quant.methods.Gptq;
 import org.qvlm4j.quant.methods.Rtn;
 
 /**
@@ -293,6 +294,28 @@ class QvlmMethodTest {
                     assertArrayEquals(rtn.weights().get(l.name()).toFloatArray(), l.weight().toFloatArray(), l.name());
                 }
             }
+        }
+    }
+
+    @Test
+    void gptqRoundingGivesTheGptqBaselinesWeights() {
+        QuantPlan plan = QuantPlan.preset(QuantPreset.W4A16);
+        try (LlavaModel m = fx.load(); LlavaModel gptqModel = fx.load(); LlavaModel rtnModel = fx.load();
+             CalibrationStats st = fx.loadStats()) {
+            QvlmMethod q = new QvlmMethod(config(true, 3, 1.0).withWeightRounding(QvlmMethod.WeightRounding.GPTQ),
+                    (model, stats) -> List.of(), null, null, Map.of(), null);
+            q.apply(m, plan, st);
+            QuantResult gptq = new Gptq(Gptq.Config.DEFAULT).apply(gptqModel, plan, st);
+            QuantResult rtn = new Rtn().apply(rtnModel, plan, st);
+            int differFromRtn = 0;
+            for (Linear l : m.linears()) {
+                if (gptq.weights().containsKey(l.name())) {
+                    float[] got = l.weight().toFloatArray();
+                    assertArrayEquals(gptq.weights().get(l.name()).toFloatArray(), got, l.name());
+                    differFromRtn += Arrays.equals(rtn.weights().get(l.name()).toFloatArray(), got) ? 0 : 1;
+                }
+            }
+            assertTrue(differFromRtn > 0, "GPTQ rounding changed no linear against RTN");
         }
     }
 
