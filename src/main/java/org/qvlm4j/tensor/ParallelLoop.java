@@ -14,7 +14,7 @@ import java.util.List;
  * dW, heads of attention). Each output element is written by exactly one thread, in a fixed order,
  * so results are bit-identical for any thread count. Work smaller than {@link #MIN_WORK} runs on
  * the caller's thread. The thread count is process-wide ({@link #setThreads}); the default is the
- * number of available processors.
+ * kernels' ({@code -Dqvlm4j.threads}, else the number of available processors).
  */
 public final class ParallelLoop {
     /** Below this many scalar multiply-adds a loop is not worth handing to other threads. */
@@ -26,7 +26,7 @@ public final class ParallelLoop {
         void run(int from, int to);
     }
 
-    private static volatile int threads = Runtime.getRuntime().availableProcessors();
+    private static volatile int threads = org.qvlm4j.kernels.Parallel.threadsFromProperty();
     /** Idle workers exit after a minute, so changing the thread count never strands a pool. */
     private static final ExecutorService POOL = Executors.newCachedThreadPool(r -> {
         Thread t = new Thread(r, "qvlm4j-tensor-worker");
