@@ -99,7 +99,12 @@ public final class QuantizeCommand implements Callable<Integer> {
         PrintWriter stdout = spec.commandLine().getOut();
         try {
             QuantMethod m = method.equalsIgnoreCase(QvlmMethod.NAME) ? qvlm.method(modelDir, err) : method(method, doubleQuant);
-            QuantPlan plan = plan(m.name(), wbits, abits, group, doubleQuant, LlavaConfig.load(modelDir));
+            boolean qvlmNf4 = m instanceof QvlmMethod q && q.config().weightRounding() == QvlmMethod.WeightRounding.NF4;
+            if (doubleQuant && m instanceof QvlmMethod && !qvlmNf4) {
+                throw new IllegalArgumentException("--double-quant: expected --method nf4 or --method qvlm "
+                        + "--weight-rounding nf4, got --method qvlm --weight-rounding " + qvlm.weightRounding);
+            }
+            QuantPlan plan = plan(qvlmNf4 ? "nf4" : m.name(), wbits, abits, group, doubleQuant, LlavaConfig.load(modelDir));
             if (override != null) {
                 plan = plan.toBuilder().override(override).build();
             }

@@ -96,8 +96,9 @@ public final class QvlmOptions {
     String dependencyOn;
 
     @Option(names = "--weight-rounding", defaultValue = "rtn", paramLabel = "NAME",
-            description = "qvlm: round the weights to nearest (rtn, the paper's reading) or by GPTQ on the calibration "
-                    + "Hessians (gptq; the statistics need them: calibrate --hessian all) before the activation search "
+            description = "qvlm: round the weights to nearest (rtn, the paper's reading), by GPTQ on the calibration "
+                    + "Hessians (gptq; the statistics need them: calibrate --hessian all), or to NF4 in blocks of 64 "
+                    + "(nf4, the official code's weights; --group and --double-quant apply) before the activation search "
                     + "(default: ${DEFAULT-VALUE}).")
     String weightRounding;
 

@@ -80,7 +80,7 @@ import org.qvlm4j.train.TrainableLlava;
  * report ({@link QvlmReport}) records stage times, partition, per-block search cost, VEO's loss
  * terms and the final-layer MSE. Optionally, after the search, {@link RangeRefinement}: our reading of
  * the paper's unspecified gradient refinement of the quantizer parameters ("10 epochs", §1.3),
- * off by default; its result is saved in the work directory. Left out: NF4 code-compat mode.
+ * off by default; its result is saved in the work directory.
  */
 public final class QvlmMethod implements QuantMethod {
     public static final String NAME = "qvlm";
@@ -102,9 +102,11 @@ public final class QvlmMethod implements QuantMethod {
     /**
      * How the weights are rounded onto the plan's grid before the activation search: to nearest (the
      * paper's reading, §6.1), or by GPTQ's error-compensating column order on the calibration
-     * Hessians ({@link Gptq}, same grid), which the activation search then works on top of.
+     * Hessians ({@link Gptq}, same grid), which the activation search then works on top of; or to
+     * the nearest of NF4's levels in absmax blocks (the official code's bitsandbytes weights, §2.2 and
+     * §6.1 code-compat), for which the plan's weight specs must be NF4.
      */
-    public enum WeightRounding { RTN, GPTQ }
+    public enum WeightRounding { RTN, GPTQ, NF4 }
 
     /** The forward whose decoder-layer outputs the dependency is measured on. */
     public enum DependencyForward {
@@ -887,6 +889,11 @@ public final class QvlmMethod implements QuantMethod {
         Map<String, WeightMatrix> out = new LinkedHashMap<>();
         for (Linear l : model.linears()) {
             QuantSpec spec = plan.forLinear(l.name()).weight();
+            if (spec != null && (spec.format() == QuantSpec.Format.NF4) != (rounding == WeightRounding.NF4)) {
+                throw new IllegalArgumentException("qvlm: weight rounding " + rounding + " needs "
+                        + (rounding == WeightRounding.NF4 ? "NF4" : "uniform") + " weight specs; the plan gives "
+                        + l.name() + " " + spec);
+            }
             if (spec != null) {
                 WeightMatrix w = l.weight();
                 // a vision layer the forward never reaches has no calibration inputs: its RTN image is as good

@@ -13,7 +13,8 @@
  * Fig. 2 ({@link org.qvlm4j.quant.qvlm.DedAnalysis}). Every reading of an ambiguity of the paper is
  * listed in {@code docs/qvlm.md} and {@code docs/qvlm-veo.md}, following {@code qvlm-method.md} §6.
  *
- * <p>Left out: the paper's unspecified gradient refinement of the LLM's quantizer parameters, NF4
- * code-compat mode.
+ * <p>Of the official code's behaviour (code-compat mode) only its NF4 weights are offered
+ * ({@code WeightRounding.NF4}); its dynamic ranges for o_proj and down_proj and its per-decode-step
+ * range expansion are left out.
  */
 package org.qvlm4j.quant.qvlm;

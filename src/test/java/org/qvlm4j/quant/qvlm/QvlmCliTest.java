@@ -111,6 +111,23 @@ class QvlmCliTest {
     }
 
     @Test
+    void nf4WeightRoundingWritesNf4WeightsAndDoubleQuantNeedsIt() throws Exception {
+        Path out = tmp.resolve("ckpt-nf4");
+        Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--weight-rounding", "nf4", "--double-quant", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        String layout = Files.readString(out.resolve(QuantizedLayouts.FILE)).toLowerCase(java.util.Locale.ROOT);
+        assertTrue(layout.contains("nf4"), layout);
+        Path bad = tmp.resolve("ckpt-dq");
+        r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--double-quant", "--out", bad.toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--double-quant: expected --method nf4 or --method qvlm --weight-rounding nf4"),
+                r.err());
+        assertFalse(Files.exists(bad));
+    }
+
+    @Test
     void analyzeWritesTableSummaryAndPlot() throws Exception {
         Path out = tmp.resolve("analysis");
         Run r = run("analyze", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--layer", "1",

@@ -34,6 +34,7 @@ import org.qvlm4j.quant.calib.ChannelTails;
 import org.qvlm4j.quant.calib.SiteStats;
 import org.qvlm4j.quant.methods.QuantResult;
 import org.qvlm4j.quant.methods.Gptq;
+import org.qvlm4j.quant.methods.Nf4Weights;
 import org.qvlm4j.quant.methods.Rtn;
 
 /**
@@ -316,6 +317,33 @@ class QvlmMethodTest {
                 }
             }
             assertTrue(differFromRtn > 0, "GPTQ rounding changed no linear against RTN");
+        }
+    }
+
+    @Test
+    void nf4RoundingGivesTheNf4BaselinesWeightsAndNeedsNf4Specs() {
+        QuantPlan uniform = QuantPlan.preset(QuantPreset.W4A16);
+        QuantPlan nf4 = uniform.toBuilder().override("all=nf4-b16-dq").build();
+        try (LlavaModel m = fx.load(); LlavaModel nf4Model = fx.load(); CalibrationStats st = fx.loadStats()) {
+            QvlmMethod.Config cfg = config(true, 3, 1.0).withWeightRounding(QvlmMethod.WeightRounding.NF4);
+            QvlmMethod q = new QvlmMethod(cfg, (model, stats) -> List.of(), null, null, Map.of(), null);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> q.apply(m, uniform, st));
+            assertTrue(e.getMessage().contains("NF4") && e.getMessage().contains("w4"), e.getMessage());
+            new QvlmMethod(cfg, (model, stats) -> List.of(), null, null, Map.of(), null).apply(m, nf4, st);
+            QuantResult ref = new Nf4Weights(new Nf4Weights.Config(16, true)).apply(nf4Model, nf4, st);
+            int checked = 0;
+            for (Linear l : m.linears()) {
+                if (ref.weights().containsKey(l.name())) {
+                    assertArrayEquals(ref.weights().get(l.name()).toFloatArray(), l.weight().toFloatArray(), l.name());
+                    checked++;
+                }
+            }
+            assertTrue(checked > 0);
+            QvlmMethod gptqOnNf4 = new QvlmMethod(cfg.withWeightRounding(QvlmMethod.WeightRounding.GPTQ),
+                    (model, stats) -> List.of(), null, null, Map.of(), null);
+            try (LlavaModel m2 = fx.load()) {
+                assertThrows(IllegalArgumentException.class, () -> gptqOnNf4.apply(m2, nf4, st));
+            }
         }
     }
 
