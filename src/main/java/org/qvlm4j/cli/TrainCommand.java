@@ -26,6 +26,8 @@ import org.qvlm4j.io.image.PadMode;
 import org.qvlm4j.io.image.PillowFilter;
 import org.qvlm4j.io.text.LlavaTokenizer;
 import org.qvlm4j.io.text.PromptTemplate;
+import org.qvlm4j.kernels.Parallel;
+import org.qvlm4j.tensor.ParallelLoop;
 import org.qvlm4j.train.ExampleEncoder;
 import org.qvlm4j.train.LossPlot;
 import org.qvlm4j.train.ModelShape;
@@ -218,6 +220,11 @@ public final class TrainCommand implements Callable<Integer> {
         }
         if (workers == 0) {
             workers = Runtime.getRuntime().availableProcessors();
+        }
+        // the workers already fill the processors: an op splitting its rows over more threads only
+        // adds hand-offs (results are the same bits for any split); -Dqvlm4j.threads still decides
+        if (System.getProperty(Parallel.THREADS_PROPERTY) == null) {
+            ParallelLoop.setThreads(Math.max(1, Runtime.getRuntime().availableProcessors() / workers));
         }
         if (!(lookupDrills >= 0 && lookupDrills <= 1)) {
             throw new IllegalArgumentException("--lookup-drills must be in [0, 1], got " + lookupDrills);

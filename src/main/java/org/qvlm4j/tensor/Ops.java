@@ -620,16 +620,9 @@ public final class Ops {
         int W = x.dim(1);
         int Hd = W / heads;
         int half = Hd / 2;
-        float[] cos = new float[T * half]; // (T, Hd/2)
-        float[] sin = new float[T * half]; // (T, Hd/2)
-        for (int t = 0; t < T; t++) {
-            for (int i = 0; i < half; i++) {
-                double invFreq = 1.0 / Math.pow(theta, (2.0 * i) / Hd);
-                double angle = (double) (positionOffset + t) * invFreq;
-                cos[t * half + i] = (float) Math.cos(angle);
-                sin[t * half + i] = (float) Math.sin(angle);
-            }
-        }
+        RopeTable table = RopeTable.covering(theta, Hd, positionOffset + T);
+        float[] cos = Arrays.copyOfRange(table.cos, positionOffset * half, (positionOffset + T) * half); // (T, Hd/2)
+        float[] sin = Arrays.copyOfRange(table.sin, positionOffset * half, (positionOffset + T) * half); // (T, Hd/2)
         float[] xd = x.data();
         float[] y = new float[xd.length];
         rotate(xd, y, cos, sin, T, heads, Hd, 1f);
@@ -639,6 +632,42 @@ public final class Ops {
             rotate(out.grad(), dx, cos, sin, T, heads, Hd, -1f);
             addInto(x.gradOrCreate(), dx);
         }, x);
+    }
+
+    /**
+     * cos and sin of RoPE's angles, (positions, Hd/2) row-major, for one theta and head size; the
+     * latest table is kept, and a longer one is computed when a call needs more positions. Each entry
+     * is the same expression of (position, i) whatever the table's length, so a cached table gives
+     * the bits a fresh one would.
+     */
+    record RopeTable(double theta, int hd, int positions, float[] cos, float[] sin) {
+        private static volatile RopeTable latest;
+
+        static RopeTable covering(double theta, int hd, int positions) {
+            RopeTable t = latest;
+            if (t != null && t.theta == theta && t.hd == hd && t.positions >= positions) {
+                return t;
+            }
+            int n = Math.max(positions, t != null && t.theta == theta && t.hd == hd ? 2 * t.positions : 256);
+            t = compute(theta, hd, n);
+            latest = t;
+            return t;
+        }
+
+        static RopeTable compute(double theta, int hd, int positions) {
+            int half = hd / 2;
+            float[] cos = new float[positions * half];
+            float[] sin = new float[positions * half];
+            for (int p = 0; p < positions; p++) {
+                for (int i = 0; i < half; i++) {
+                    double invFreq = 1.0 / Math.pow(theta, (2.0 * i) / hd);
+                    double angle = (double) p * invFreq;
+                    cos[p * half + i] = (float) Math.cos(angle);
+                    sin[p * half + i] = (float) Math.sin(angle);
+                }
+            }
+            return new RopeTable(theta, hd, positions, cos, sin);
+        }
     }
 
     /** Rotates each head's (x[i], x[i + Hd/2]) pairs by +angle (sign 1) or -angle (sign -1). */
