@@ -51,8 +51,8 @@ import org.qvlm4j.train.TrainableLlava;
  *
  * <ol>
  *   <li>weights: round-to-nearest under the plan's weight specs (the CLI's qvlm plan: uniform
- *       asymmetric per output channel, §6.1), or on the same grid by GPTQ on the calibration
- *       Hessians ({@link WeightRounding});</li>
+ *       asymmetric per output channel, §6.1), on the same grid by GPTQ on the calibration
+ *       Hessians, or NF4 as the official code ({@link WeightRounding});</li>
  *   <li>calibrated static ranges for the vision tower and projector inputs (per token position at
  *       p = 1, per channel at a chosen percentile), or ranges given by the caller;</li>
  *   <li>with VEO: visual encoder optimisation ({@link VisualEncoderOptimizer}, §3.3) of the vision
@@ -110,7 +110,7 @@ public final class QvlmMethod implements QuantMethod {
 
     /** The forward whose decoder-layer outputs the dependency is measured on. */
     public enum DependencyForward {
-        /** RTN weights, the vision ranges after VEO, LLM inputs at their calibrated min/max (§1.8 step 3). */
+        /** The rounded weights, the vision ranges after VEO, LLM inputs at their calibrated min/max (§1.8 step 3). */
         QUANTIZED,
         /** The floating-point model (cached in the statistics directory, shared with {@code analyze}). */
         FP
@@ -137,7 +137,7 @@ public final class QvlmMethod implements QuantMethod {
      * @param veoConfig         VEO's settings; its seed and bits are replaced by the statistics' seed
      *                          and the LLM's activation bits when VEO runs
      * @param refine            the optional gradient refinement of the LLM's ranges after the search
-     * @param weightRounding    how the weights are rounded (RTN, or GPTQ on the calibration Hessians)
+     * @param weightRounding    how the weights are rounded (RTN, GPTQ on the calibration Hessians, or NF4)
      */
     public record Config(boolean cdm, boolean veo, int maxDepth, double[] grid, double h0Multiplier,
                          PartitionStrategy partition, Dependency.Proxy proxy, DependencyForward dependencyForward,
@@ -876,6 +876,7 @@ public final class QvlmMethod implements QuantMethod {
         return bits == null || layers == 0 ? OptionalInt.empty() : OptionalInt.of(bits);
     }
 
+    /** The round-to-nearest images of the planned weights (the DED analysis's). */
     static Map<String, WeightMatrix> quantizeWeights(LlavaModel model, QuantPlan plan) {
         return quantizeWeights(model, plan, null, WeightRounding.RTN);
     }
