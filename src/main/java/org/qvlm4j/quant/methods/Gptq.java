@@ -74,26 +74,24 @@ public final class Gptq implements QuantMethod {
             if (spec == null) {
                 continue;
             }
-            // a vision layer the forward never reaches has no calibration inputs: its RTN image is as good
-            boolean runs = !QuantizedExport.neverRun(l.name(), model.config().visionFeatureLayerIndex());
-            MethodSupport.Hessian h = MethodSupport.hessian(stats, l.name(), name(), runs);
-            if (h == null) {
-                out.put(l, WeightFakeQuantizer.fakeQuantized(l.weight(), spec), null, "none", spec + " (never run: RTN)");
-                continue;
-            }
-            float[] q = quantize(l.name(), l.weight().toFloatArray(), l.outFeatures(), l.inFeatures(), h.h(), spec, cfg);
-            out.put(l, q, null, "none", spec + (cfg.actOrder() ? " act-order" : ""));
+            out.put(l, image(model, l, spec, stats, name(), cfg), null, "none", spec + (cfg.actOrder() ? " act-order" : ""));
         }
         return out.finish(model, plan, stats);
     }
 
     /**
-     * The input Hessian (K, K) of a linear from the statistics, for method (named in errors); null when
-     * the statistics lack it and it is not required, else an error naming the missing tensor.
+     * The GPTQ image (N, K) of linear l of model under spec, on its input Hessian from the statistics
+     * (method names the caller in errors). A vision layer the forward never reaches has no calibration
+     * inputs and gets its RTN image; any other linear without a Hessian is an error naming the tensor.
      */
-    public static double[] hessian(CalibrationStats stats, String linear, String method, boolean required) {
-        MethodSupport.Hessian h = MethodSupport.hessian(stats, linear, method, required);
-        return h == null ? null : h.h();
+    public static float[] image(LlavaModel model, Linear l, QuantSpec spec, CalibrationStats stats, String method,
+                                Config cfg) {
+        boolean runs = !QuantizedExport.neverRun(l.name(), model.config().visionFeatureLayerIndex());
+        MethodSupport.Hessian h = MethodSupport.hessian(stats, l.name(), method, runs);
+        if (h == null) {
+            return WeightFakeQuantizer.fakeQuantized(l.weight(), spec);
+        }
+        return quantize(l.name(), l.weight().toFloatArray(), l.outFeatures(), l.inFeatures(), h.h(), spec, cfg);
     }
 
     /**

@@ -897,11 +897,8 @@ public final class QvlmMethod implements QuantMethod {
             }
             if (spec != null) {
                 WeightMatrix w = l.weight();
-                // a vision layer the forward never reaches has no calibration inputs: its RTN image is as good
-                double[] h = rounding == WeightRounding.GPTQ ? Gptq.hessian(stats, l.name(), NAME,
-                        !QuantizedExport.neverRun(l.name(), model.config().visionFeatureLayerIndex())) : null;
-                float[] q = h != null
-                        ? Gptq.quantize(l.name(), w.toFloatArray(), w.rows(), w.cols(), h, spec, Gptq.Config.DEFAULT)
+                float[] q = rounding == WeightRounding.GPTQ
+                        ? Gptq.image(model, l, spec, stats, NAME, Gptq.Config.DEFAULT)
                         : WeightFakeQuantizer.fakeQuantized(w, spec);
                 out.put(l.name(), WeightMatrix.ofFloats(q, w.rows(), w.cols()));
             }
