@@ -135,6 +135,11 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--kv-heads", defaultValue = "0", description = "Text key/value heads; 0 means as many as query heads.")
     int kvHeads;
 
+    @Option(names = "--pack", defaultValue = "1", description = "Examples per forward: each batch is run as packs of this many "
+            + "examples stacked into one sequence of rows (larger products; attention stays within each example). "
+            + "Results depend on it (summation order); default: ${DEFAULT-VALUE}.")
+    int pack;
+
     @Option(names = "--workers", defaultValue = "0", description = "Threads computing examples concurrently; 0 = available processors. "
             + "Results do not depend on it.")
     int workers;
@@ -238,7 +243,7 @@ public final class TrainCommand implements Callable<Integer> {
         }
         QcmExampleEncoder.AnswerStyle style = QcmExampleEncoder.AnswerStyle.parse("--answer-style", answerStyle);
         Trainer.Options options = new Trainer.Options(epochs, batch, lr, minLrRatio, warmup, weightDecay, clip, seed,
-                checkpointEvery, workers, maxSteps);
+                checkpointEvery, workers, maxSteps, pack);
 
         ScienceQaDataset dataset = ScienceQaDataset.load(data);
         List<ScienceQaProblem> problems = dataset.split(split);
@@ -391,6 +396,7 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("tokens_per_second_this_run", secs > 0 ? result.tokensThisRun() / secs : 0);
         m.put("finished_at", Instant.now().toString());
         m.put("workers", workers);
+        m.put("pack", pack);
         m.put("model_config", TrainableLlava.configJson(cfg, model.padTokenId()));
         try {
             AtomicFiles.writeString(out.resolve(MANIFEST), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(m) + "\n");

@@ -53,8 +53,11 @@ import org.qvlm4j.tensor.Tensor;
  * residual stream around every layer, and may replace them: quantizer optimisation
  * ({@code org.qvlm4j.quant.qvlm}) runs a fake-quantized forward of a {@link #frozen} model this way.
  *
- * <p>Left out: dropout, attention masks and padding inside a sequence (one example per forward),
- * several images per prompt, multi-layer vision features.
+ * <p>Several examples can share one forward ({@link #logits(Tape, List, List, Hook)}, {@link #loss(Tape, List)}):
+ * their rows are stacked, so the linear layers multiply one tall matrix instead of one short one per
+ * example, while attention and RoPE run per example on slices of the stack (no padding, no masks).
+ *
+ * <p>Left out: dropout, several images per prompt, multi-layer vision features.
  */
 public final class TrainableLlava {
     /** Standard deviation of the normal initialisation (transformers' default initializer_range). */
@@ -349,12 +352,22 @@ public final class TrainableLlava {
 
     /** Projected image features (F, D) for pixels (C, S, S), with the hook applied. */
     public Tensor imageFeatures(Tape tape, float[] pixels, Hook hook) {
+        return imageFeatures(tape, Collections.singletonList(pixels), hook);
+    }
+
+    /**
+     * Projected image features (n F, D) of n images (each (C, S, S)), image after image: the images
+     * are packed into one (n (P + 1), Dv) stream, so every linear, norm and activation runs once over
+     * all of them, while attention stays within each image. With one image this is exactly the
+     * single-image forward.
+     */
+    public Tensor imageFeatures(Tape tape, List<float[]> images, Hook hook) {
         ClipVisionConfig v = config.visionConfig();
         int C = v.numChannels();
         int S = v.imageSize();
-        if (pixels.length != C * S * S) {
-            throw new IllegalArgumentException("pixel values: expected (" + C + ", " + S + ", " + S + ") = " + C * S * S
-                    + " floats, got " + pixels.length);
+        int n = images.size();
+        if (n == 0) {
+            throw new IllegalArgumentException("image features: expected at least one image, got none");
         }
         int patch = v.patchSize();
         int grid = v.gridSize();
@@ -362,25 +375,40 @@ public final class TrainableLlava {
         int D = v.hiddenSize();
         int patchLen = C * patch * patch;
         // Conv2d with stride = kernel is a linear map of each flattened (c, ky, kx) patch.
-        float[] patches = new float[P * patchLen]; // (P, C*p*p)
-        for (int gy = 0; gy < grid; gy++) {
-            for (int gx = 0; gx < grid; gx++) {
-                int o = (gy * grid + gx) * patchLen;
-                for (int c = 0; c < C; c++) {
-                    for (int ky = 0; ky < patch; ky++) {
-                        System.arraycopy(pixels, c * S * S + (gy * patch + ky) * S + gx * patch, patches,
-                                o + (c * patch + ky) * patch, patch);
+        float[] patches = new float[n * P * patchLen]; // (n P, C*p*p)
+        for (int i = 0; i < n; i++) {
+            float[] pixels = images.get(i);
+            if (pixels == null || pixels.length != C * S * S) {
+                throw new IllegalArgumentException("pixel values" + (n > 1 ? " of image " + i : "") + ": expected (" + C + ", "
+                        + S + ", " + S + ") = " + C * S * S + " floats, got " + (pixels == null ? "null" : pixels.length));
+            }
+            for (int gy = 0; gy < grid; gy++) {
+                for (int gx = 0; gx < grid; gx++) {
+                    int o = ((i * grid + gy) * grid + gx) * patchLen;
+                    for (int c = 0; c < C; c++) {
+                        for (int ky = 0; ky < patch; ky++) {
+                            System.arraycopy(pixels, c * S * S + (gy * patch + ky) * S + gx * patch, patches,
+                                    o + (c * patch + ky) * patch, patch);
+                        }
                     }
                 }
             }
         }
         float eps = (float) v.layerNormEps();
         Tensor convW = Ops.reshape(tape, p(V + "embeddings.patch_embedding.weight"), D, patchLen); // (D, C*p*p)
-        Tensor patchEmb = linear(tape, hook, "vision.embeddings.patch_embedding", Tensor.of(patches, P, patchLen), convW,
-                null); // (P, D)
+        Tensor patchEmb = linear(tape, hook, "vision.embeddings.patch_embedding", Tensor.of(patches, n * P, patchLen), convW,
+                null); // (n P, D)
         Tensor cls = Ops.reshape(tape, p(V + "embeddings.class_embedding"), 1, D); // (1, D)
-        Tensor h = Ops.add(tape, Ops.concatRows(tape, cls, patchEmb), p(V + "embeddings.position_embedding.weight"));
-        h = Ops.layerNorm(tape, h, p(V + "pre_layrnorm.weight"), p(V + "pre_layrnorm.bias"), eps); // (P+1, D)
+        Tensor pos = p(V + "embeddings.position_embedding.weight");
+        Tensor[] embedded = new Tensor[n];
+        int[] bounds = new int[n + 1];
+        for (int i = 0; i < n; i++) {
+            Tensor own = n == 1 ? patchEmb : Ops.sliceRows(tape, patchEmb, i * P, (i + 1) * P);
+            embedded[i] = Ops.add(tape, Ops.concatRows(tape, cls, own), pos); // (P+1, D)
+            bounds[i + 1] = (i + 1) * (P + 1);
+        }
+        Tensor h = n == 1 ? embedded[0] : Ops.concatRows(tape, embedded);
+        h = Ops.layerNorm(tape, h, p(V + "pre_layrnorm.weight"), p(V + "pre_layrnorm.bias"), eps); // (n (P+1), D)
         int layers = config.visionFeatureLayerIndex();
         for (int i = 0; i < layers; i++) {
             String l = VL + i + ".";
@@ -391,17 +419,56 @@ public final class TrainableLlava {
             Tensor k = lin(tape, hook, x, l, r, "self_attn.k_proj");
             Tensor val = lin(tape, hook, x, l, r, "self_attn.v_proj");
             int heads = v.numAttentionHeads();
-            Tensor a = Ops.attention(tape, q, k, val, heads, heads, false); // (P+1, D)
+            Tensor a = attention(tape, q, k, val, heads, heads, false, bounds); // (n (P+1), D)
             h = Ops.add(tape, h, lin(tape, hook, a, l, r, "self_attn.out_proj"));
             x = Ops.layerNorm(tape, h, p(l + "layer_norm2.weight"), p(l + "layer_norm2.bias"), eps);
             x = activation(tape, v.hiddenAct(), lin(tape, hook, x, l, r, "mlp.fc1"));
             h = Ops.add(tape, h, lin(tape, hook, x, l, r, "mlp.fc2"));
             h = hook.residual(tape, r + "out", h);
         }
-        Tensor selected = config.visionFeatureSelectStrategy() == LlavaConfig.FeatureSelectStrategy.DEFAULT
-                ? Ops.sliceRows(tape, h, 1, h.dim(0)) : h; // (F, Dv)
+        Tensor selected = h; // (n F, Dv)
+        if (config.visionFeatureSelectStrategy() == LlavaConfig.FeatureSelectStrategy.DEFAULT) {
+            Tensor[] patchRows = new Tensor[n]; // each image without its class token
+            for (int i = 0; i < n; i++) {
+                patchRows[i] = Ops.sliceRows(tape, h, bounds[i] + 1, bounds[i + 1]);
+            }
+            selected = n == 1 ? patchRows[0] : Ops.concatRows(tape, patchRows);
+        }
         Tensor y = activation(tape, config.projectorHiddenAct(), lin(tape, hook, selected, M, "projector.", "linear_1"));
-        return lin(tape, hook, y, M, "projector.", "linear_2"); // (F, D)
+        return lin(tape, hook, y, M, "projector.", "linear_2"); // (n F, D)
+    }
+
+    /**
+     * Attention within each segment [bounds[s], bounds[s + 1]) of the rows of q, k and v (one
+     * sequence per segment, positions restarting at each), the segments' outputs stacked in order.
+     */
+    private static Tensor attention(Tape tape, Tensor q, Tensor k, Tensor v, int heads, int kvHeads, boolean causal,
+            int[] bounds) {
+        int segments = bounds.length - 1;
+        if (segments == 1) {
+            return Ops.attention(tape, q, k, v, heads, kvHeads, causal);
+        }
+        Tensor[] out = new Tensor[segments];
+        for (int s = 0; s < segments; s++) {
+            int a = bounds[s];
+            int b = bounds[s + 1];
+            out[s] = Ops.attention(tape, Ops.sliceRows(tape, q, a, b), Ops.sliceRows(tape, k, a, b),
+                    Ops.sliceRows(tape, v, a, b), heads, kvHeads, causal);
+        }
+        return Ops.concatRows(tape, out);
+    }
+
+    /** RoPE applied to each segment [bounds[s], bounds[s + 1]) of x's rows with positions from 0. */
+    private static Tensor rope(Tape tape, Tensor x, int heads, double theta, int[] bounds) {
+        int segments = bounds.length - 1;
+        if (segments == 1) {
+            return Ops.rope(tape, x, heads, theta, 0);
+        }
+        Tensor[] out = new Tensor[segments];
+        for (int s = 0; s < segments; s++) {
+            out[s] = Ops.rope(tape, Ops.sliceRows(tape, x, bounds[s], bounds[s + 1]), heads, theta, 0);
+        }
+        return Ops.concatRows(tape, out);
     }
 
     /** Logits (T, V) for input ids with the image (pixels (C, S, S), or null without image tokens) spliced in. */
@@ -411,30 +478,60 @@ public final class TrainableLlava {
 
     /** Logits (T, V) as {@link #logits(Tape, int[], float[])}, with the hook applied. */
     public Tensor logits(Tape tape, int[] ids, float[] pixels, Hook hook) {
+        return logits(tape, List.of(ids), Collections.singletonList(pixels), hook);
+    }
+
+    /**
+     * Logits (T_1 + ... + T_n, V) of n sequences packed into one forward, sequence after sequence:
+     * sequence i has its input ids and its image (pixels (C, S, S), or null without image tokens).
+     * Linears, norms and activations run once over the packed rows (larger, faster products);
+     * attention and RoPE positions stay within each sequence, so each sequence's rows equal its own
+     * forward up to float summation order. With one sequence this is exactly the single forward.
+     * The hook sees the packed tensors.
+     */
+    public Tensor logits(Tape tape, List<int[]> sequences, List<float[]> images, Hook hook) {
+        int n = sequences.size();
+        if (n == 0 || images.size() != n) {
+            throw new IllegalArgumentException("packed forward: expected one image entry (or null) per sequence and at least one "
+                    + "sequence, got " + n + " sequences and " + images.size() + " image entries");
+        }
         LlamaTextConfig t = config.textConfig();
         int imageToken = config.imageTokenIndex();
-        int imageTokens = 0;
-        for (int id : ids) {
-            if (id == imageToken) {
-                imageTokens++;
+        int[] bounds = new int[n + 1];
+        List<float[]> present = new ArrayList<>();
+        for (int s = 0; s < n; s++) {
+            int[] ids = sequences.get(s);
+            int imageTokens = 0;
+            for (int id : ids) {
+                if (id == imageToken) {
+                    imageTokens++;
+                }
+            }
+            String which = n > 1 ? " of sequence " + s : "";
+            if (images.get(s) != null) {
+                if (imageTokens != config.imageSeqLength()) {
+                    throw new IllegalArgumentException("input ids" + which + " hold " + imageTokens + " image tokens (id "
+                            + imageToken + "), expected " + config.imageSeqLength() + " to match the image features");
+                }
+                present.add(images.get(s));
+            } else if (imageTokens > 0) {
+                throw new IllegalArgumentException("input ids" + which + " hold " + imageTokens + " image tokens (id "
+                        + imageToken + ") but no pixel values were given");
+            }
+            bounds[s + 1] = bounds[s] + ids.length;
+        }
+        int[] allIds = n == 1 ? sequences.get(0) : new int[bounds[n]];
+        if (n > 1) {
+            for (int s = 0; s < n; s++) {
+                System.arraycopy(sequences.get(s), 0, allIds, bounds[s], sequences.get(s).length);
             }
         }
-        Tensor features = null; // (F, D)
-        if (pixels != null) {
-            if (imageTokens != config.imageSeqLength()) {
-                throw new IllegalArgumentException("input ids hold " + imageTokens + " image tokens (id " + imageToken
-                        + "), expected " + config.imageSeqLength() + " to match the image features");
-            }
-            features = imageFeatures(tape, pixels, hook);
-        } else if (imageTokens > 0) {
-            throw new IllegalArgumentException("input ids hold " + imageTokens + " image tokens (id " + imageToken
-                    + ") but no pixel values were given");
-        }
+        Tensor features = present.isEmpty() ? null : imageFeatures(tape, present, hook); // (images F, D)
         Tensor embed = p(L + "embed_tokens.weight");
-        int[] textIds = ids;
+        int[] textIds = allIds;
         if (features != null) {
             // Image positions gather any valid row; their embeddings are replaced below and get no gradient.
-            textIds = ids.clone();
+            textIds = allIds.clone();
             for (int i = 0; i < textIds.length; i++) {
                 if (textIds[i] == imageToken) {
                     textIds[i] = padTokenId == NO_PAD ? 0 : padTokenId;
@@ -442,7 +539,7 @@ public final class TrainableLlava {
             }
         }
         Tensor text = Ops.embedding(tape, embed, textIds, padTokenId == NO_PAD ? Ops.NO_PADDING : padTokenId); // (T, D)
-        Tensor h = features == null ? text : splice(tape, ids, text, features, imageToken); // (T, D)
+        Tensor h = features == null ? text : splice(tape, allIds, text, features, imageToken); // (T, D)
         float eps = (float) t.rmsNormEps();
         int heads = t.numAttentionHeads();
         int kvHeads = t.numKeyValueHeads();
@@ -451,10 +548,10 @@ public final class TrainableLlava {
             String r = "llm.layers." + i + ".";
             h = hook.residual(tape, r + "in", h);
             Tensor x = Ops.rmsNorm(tape, h, p(l + "input_layernorm.weight"), eps);
-            Tensor q = Ops.rope(tape, lin(tape, hook, x, l, r, "self_attn.q_proj"), heads, t.ropeTheta(), 0);
-            Tensor k = Ops.rope(tape, lin(tape, hook, x, l, r, "self_attn.k_proj"), kvHeads, t.ropeTheta(), 0);
+            Tensor q = rope(tape, lin(tape, hook, x, l, r, "self_attn.q_proj"), heads, t.ropeTheta(), bounds);
+            Tensor k = rope(tape, lin(tape, hook, x, l, r, "self_attn.k_proj"), kvHeads, t.ropeTheta(), bounds);
             Tensor v = lin(tape, hook, x, l, r, "self_attn.v_proj");
-            Tensor a = Ops.attention(tape, q, k, v, heads, kvHeads, true); // (T, H*Hd)
+            Tensor a = attention(tape, q, k, v, heads, kvHeads, true, bounds); // (T, H*Hd)
             h = Ops.add(tape, h, lin(tape, hook, a, l, r, "self_attn.o_proj"));
             x = Ops.rmsNorm(tape, h, p(l + "post_attention_layernorm.weight"), eps);
             Tensor gate = activation(tape, t.hiddenAct(), lin(tape, hook, x, l, r, "mlp.gate_proj"));
@@ -513,6 +610,35 @@ public final class TrainableLlava {
     public Tensor loss(Tape tape, TrainingExample ex) {
         Tensor logits = logits(tape, ex.inputIds(), ex.pixels()); // (T, V)
         return Ops.crossEntropy(tape, logits, ex.shiftedTargets());
+    }
+
+    /**
+     * The token-averaged causal-LM loss of several examples packed into one forward: cross-entropy
+     * of every example's logits[t] against its labels[t + 1], averaged over the supervised positions
+     * of all of them (rank-0 tensor). Equals the examples' own {@link #loss} values weighted by their
+     * shares of the supervised tokens, up to float summation order.
+     */
+    public Tensor loss(Tape tape, List<TrainingExample> pack) {
+        if (pack.size() == 1) {
+            return loss(tape, pack.get(0));
+        }
+        List<int[]> ids = new ArrayList<>(pack.size());
+        List<float[]> images = new ArrayList<>(pack.size());
+        int total = 0;
+        for (TrainingExample ex : pack) {
+            ids.add(ex.inputIds());
+            images.add(ex.pixels());
+            total += ex.length();
+        }
+        int[] targets = new int[total];
+        int o = 0;
+        for (TrainingExample ex : pack) {
+            int[] own = ex.shiftedTargets();
+            System.arraycopy(own, 0, targets, o, own.length);
+            o += own.length;
+        }
+        Tensor logits = logits(tape, ids, images, Hook.NONE); // (sum T, V)
+        return Ops.crossEntropy(tape, logits, targets);
     }
 
     // ---------------------------------------------------------------- save

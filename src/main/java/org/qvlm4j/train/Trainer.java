@@ -39,11 +39,13 @@ import org.qvlm4j.train.optim.GradClip;
  * with a {@link CosineSchedule} after linear warm-up, progress through a {@link Listener}, and
  * periodic checkpoints that a later run resumes from.
  *
- * <p>Determinism: every example's gradient is computed on its own (in a {@link TrainableLlava#replica}
- * with fresh gradient buffers, on one of {@code workers} threads) and the gradients are summed into
- * the model in example order, each weighted by its share of the batch's supervised tokens. The sum
- * therefore does not depend on the number of workers, and all ops are bit-identical for any thread
- * count, so a run is a pure function of (model initialisation, data, options).
+ * <p>Determinism: a batch is cut into packs of {@code pack} consecutive examples; every pack's
+ * gradient is computed on its own (one packed forward in a {@link TrainableLlava#replica} with fresh
+ * gradient buffers, on one of {@code workers} threads) and the gradients are summed into the model in
+ * pack order, each weighted by its share of the batch's supervised tokens. The sum therefore does not
+ * depend on the number of workers (it does on the pack size, which changes the summation order), and
+ * all ops are bit-identical for any thread count, so a run is a pure function of (model
+ * initialisation, data, options).
  *
  * <p>Checkpoints: directory {@code step-NNNNNNN} under the checkpoint directory holding
  * {@code model.safetensors} and {@code config.json} (an ordinary HF directory), {@code optimizer.safetensors}
@@ -54,9 +56,7 @@ import org.qvlm4j.train.optim.GradClip;
  * of epoch e is a pure function of (seed, e), so resuming at a step needs nothing else, and a resumed
  * run ends with the same bytes as an uninterrupted one.
  *
- * <p>Left out: gradient accumulation across steps, mixed precision, padding several examples into
- * one batched forward (one sequence per forward keeps the ops simple; batches still average
- * gradients), evaluation during training.
+ * <p>Left out: gradient accumulation across steps, mixed precision, evaluation during training.
  */
 public final class Trainer {
 
@@ -74,15 +74,18 @@ public final class Trainer {
      * @param checkpointEvery steps between checkpoints (0: only at the end)
      * @param workers         threads computing examples' gradients concurrently (results do not depend on it)
      * @param stopAfterStep   stop (with a checkpoint) once this many steps are done; 0 runs to the end
+     * @param pack            examples per forward: a batch is cut into packs of this many consecutive examples,
+     *                        each run as one packed forward (1: one example per forward)
      */
     public record Options(int epochs, int batchSize, double peakLr, double minLrRatio, double warmupFraction,
                           double weightDecay, double clipNorm, long seed, int checkpointEvery, int workers,
-                          int stopAfterStep) {
+                          int stopAfterStep, int pack) {
         public Options {
-            if (epochs < 1 || batchSize < 1 || workers < 1 || checkpointEvery < 0 || stopAfterStep < 0) {
+            if (epochs < 1 || batchSize < 1 || workers < 1 || checkpointEvery < 0 || stopAfterStep < 0 || pack < 1) {
                 throw new IllegalArgumentException("training options: need epochs >= 1, batch >= 1, workers >= 1, "
-                        + "checkpointEvery >= 0, stopAfterStep >= 0; got epochs=" + epochs + " batch=" + batchSize
-                        + " workers=" + workers + " checkpointEvery=" + checkpointEvery + " stopAfterStep=" + stopAfterStep);
+                        + "checkpointEvery >= 0, stopAfterStep >= 0, pack >= 1; got epochs=" + epochs + " batch=" + batchSize
+                        + " workers=" + workers + " checkpointEvery=" + checkpointEvery + " stopAfterStep=" + stopAfterStep
+                        + " pack=" + pack);
             }
             if (!(peakLr > 0) || !(minLrRatio >= 0 && minLrRatio <= 1) || !(warmupFraction >= 0 && warmupFraction < 1)
                     || !(weightDecay >= 0) || !(clipNorm > 0)) {
@@ -92,30 +95,38 @@ public final class Trainer {
             }
         }
 
-        /** Defaults for training from scratch: lr 1e-3 to 10%, 5% warm-up, decay 0.01, clip 1, checkpoints every 200 steps. */
+        /**
+         * Defaults for training from scratch: lr 1e-3 to 10%, 5% warm-up, decay 0.01, clip 1, checkpoints
+         * every 200 steps, one example per forward.
+         */
         public static Options defaults(int epochs, int batchSize, long seed) {
             return new Options(epochs, batchSize, 1e-3, 0.1, 0.05, 0.01, 1.0, seed, 200,
-                    Runtime.getRuntime().availableProcessors(), 0);
+                    Runtime.getRuntime().availableProcessors(), 0, 1);
         }
 
         public Options withLr(double lr) {
             return new Options(epochs, batchSize, lr, minLrRatio, warmupFraction, weightDecay, clipNorm, seed,
-                    checkpointEvery, workers, stopAfterStep);
+                    checkpointEvery, workers, stopAfterStep, pack);
         }
 
         public Options withWorkers(int n) {
             return new Options(epochs, batchSize, peakLr, minLrRatio, warmupFraction, weightDecay, clipNorm, seed,
-                    checkpointEvery, n, stopAfterStep);
+                    checkpointEvery, n, stopAfterStep, pack);
         }
 
         public Options withCheckpointEvery(int n) {
             return new Options(epochs, batchSize, peakLr, minLrRatio, warmupFraction, weightDecay, clipNorm, seed,
-                    n, workers, stopAfterStep);
+                    n, workers, stopAfterStep, pack);
         }
 
         public Options withStopAfterStep(int n) {
             return new Options(epochs, batchSize, peakLr, minLrRatio, warmupFraction, weightDecay, clipNorm, seed,
-                    checkpointEvery, workers, n);
+                    checkpointEvery, workers, n, pack);
+        }
+
+        public Options withPack(int n) {
+            return new Options(epochs, batchSize, peakLr, minLrRatio, warmupFraction, weightDecay, clipNorm, seed,
+                    checkpointEvery, workers, stopAfterStep, n);
         }
     }
 
@@ -306,30 +317,39 @@ public final class Trainer {
     }
 
     /**
-     * Sums the batch's gradient into the model's parameters: example i contributes the gradient of
-     * its mean token loss times n_i / N (n_i its supervised tokens, N the batch's), in example order.
-     * Returns the batch loss, the same weighted sum of the examples' losses.
+     * Sums the batch's gradient into the model's parameters: the batch is cut into packs of
+     * {@code options.pack} consecutive examples, and pack j contributes the gradient of its mean token
+     * loss times n_j / N (n_j its supervised tokens, N the batch's), in pack order. Returns the batch
+     * loss, the same weighted sum of the packs' losses.
      */
     private double accumulateGradients(List<TrainingExample> batch, TrainableLlava[] replicas, ExecutorService pool) {
         long total = 0;
         for (TrainingExample ex : batch) {
             total += ex.supervisedTokens();
         }
+        List<List<TrainingExample>> packs = new ArrayList<>();
+        for (int i = 0; i < batch.size(); i += options.pack()) {
+            packs.add(batch.subList(i, Math.min(batch.size(), i + options.pack())));
+        }
         double loss = 0;
         int W = replicas.length;
-        for (int r = 0; r < batch.size(); r += W) {
-            int n = Math.min(W, batch.size() - r);
+        for (int r = 0; r < packs.size(); r += W) {
+            int n = Math.min(W, packs.size() - r);
             List<Future<Float>> futures = new ArrayList<>();
             float[] weights = new float[n];
             for (int w = 0; w < n; w++) {
-                TrainingExample ex = batch.get(r + w);
-                weights[w] = total == 0 ? 0f : (float) ((double) ex.supervisedTokens() / total);
+                List<TrainingExample> pack = packs.get(r + w);
+                long supervised = 0;
+                for (TrainingExample ex : pack) {
+                    supervised += ex.supervisedTokens();
+                }
+                weights[w] = total == 0 ? 0f : (float) ((double) supervised / total);
                 TrainableLlava rep = replicas[w];
                 float weight = weights[w];
                 if (pool == null) {
-                    futures.add(java.util.concurrent.CompletableFuture.completedFuture(exampleGradient(rep, ex, weight)));
+                    futures.add(java.util.concurrent.CompletableFuture.completedFuture(packGradient(rep, pack, weight)));
                 } else {
-                    futures.add(pool.submit(() -> exampleGradient(rep, ex, weight)));
+                    futures.add(pool.submit(() -> packGradient(rep, pack, weight)));
                 }
             }
             for (int w = 0; w < n; w++) {
@@ -341,12 +361,12 @@ public final class Trainer {
         return loss;
     }
 
-    private static float exampleGradient(TrainableLlava replica, TrainingExample ex, float weight) {
+    private static float packGradient(TrainableLlava replica, List<TrainingExample> pack, float weight) {
         for (Tensor p : replica.parameters().values()) {
             p.zeroGrad();
         }
         Tape tape = new Tape();
-        Tensor l = replica.loss(tape, ex);
+        Tensor l = replica.loss(tape, pack);
         if (l.requiresGrad()) {
             tape.backward(l, new float[] {weight});
         }
@@ -472,6 +492,7 @@ public final class Trainer {
         checkSame(dir, "options.seed", saved.path("seed").asLong(), o.seed());
         checkSame(dir, "options.epochs", saved.path("epochs").asLong(), o.epochs());
         checkSame(dir, "options.batchSize", saved.path("batchSize").asLong(), o.batchSize());
+        checkSame(dir, "options.pack", saved.path("pack").asLong(1), o.pack());
         checkSame(dir, "data_examples", state.path("data_examples").asLong(), data.size());
         checkSame(dir, "data_fingerprint", state.path("data_fingerprint").asLong(), fingerprint(data));
         if (saved.path("peakLr").asDouble() != o.peakLr() || saved.path("weightDecay").asDouble() != o.weightDecay()

@@ -32,7 +32,7 @@ class TrainerTest {
     private static final List<TrainingExample> DATA = TinyModels.task(CFG, 24, 9, true);
 
     private static Trainer.Options options(int epochs) {
-        return new Trainer.Options(epochs, 4, 1e-2, 0.1, 0.1, 0.01, 1.0, 42, 0, 1, 0);
+        return new Trainer.Options(epochs, 4, 1e-2, 0.1, 0.1, 0.01, 1.0, 42, 0, 1, 0, 1);
     }
 
     private static byte[] weights(TrainableLlava m, Path file) throws Exception {
@@ -80,13 +80,43 @@ class TrainerTest {
             assertEquals(logs.get(0).get(i).loss(), logs.get(2).get(i).loss());
         }
         TrainableLlava other = TrainableLlava.initialize(CFG, TinyModels.PAD, 1);
-        new Trainer(other, DATA, new Trainer.Options(1, 4, 1e-2, 0.1, 0.1, 0.01, 1.0, 43, 0, 1, 0), null).train(false, null);
+        new Trainer(other, DATA, new Trainer.Options(1, 4, 1e-2, 0.1, 0.1, 0.01, 1.0, 43, 0, 1, 0, 1), null).train(false, null);
         assertFalse(Arrays.equals(out[0], weights(other, tmp.resolve("other.safetensors"))), "another shuffle seed");
     }
 
     @Test
+    void packedForwardsTrainAsOneExamplePerForwardAndWorkerCountStillDoesNotMatter() throws Exception {
+        TrainableLlava single = TrainableLlava.initialize(CFG, TinyModels.PAD, 1);
+        List<Trainer.LogRow> singleLog = new Trainer(single, DATA, options(2), null).train(false, null).log();
+        byte[][] packed = new byte[2][];
+        List<List<Trainer.LogRow>> logs = new ArrayList<>();
+        for (int w = 1; w <= 2; w++) {
+            TrainableLlava m = TrainableLlava.initialize(CFG, TinyModels.PAD, 1);
+            logs.add(new Trainer(m, DATA, options(2).withPack(2).withWorkers(w), null).train(false, null).log());
+            packed[w - 1] = weights(m, tmp.resolve("p" + w + ".safetensors"));
+        }
+        assertArrayEquals(packed[0], packed[1], "packs of 2: 2 workers give the bytes of 1");
+        // Packs of the whole batch: the same steps up to float summation order.
+        TrainableLlava whole = TrainableLlava.initialize(CFG, TinyModels.PAD, 1);
+        List<Trainer.LogRow> wholeLog = new Trainer(whole, DATA, options(2).withPack(4), null).train(false, null).log();
+        assertEquals(singleLog.size(), wholeLog.size());
+        for (int i = 0; i < singleLog.size(); i++) {
+            double l = singleLog.get(i).loss();
+            assertEquals(l, wholeLog.get(i).loss(), 1e-4 * l, "loss of step " + (i + 1));
+            assertEquals(l, logs.get(0).get(i).loss(), 1e-4 * l, "loss of step " + (i + 1) + " in packs of 2");
+        }
+        for (String name : single.parameters().keySet()) {
+            float[] a = single.parameters().get(name).data();
+            float[] b = whole.parameters().get(name).data();
+            for (int i = 0; i < a.length; i++) {
+                assertEquals(a[i], b[i], 1e-4, name + "[" + i + "]");
+            }
+        }
+    }
+
+    @Test
     void resumedRunEndsWithTheBytesOfAnUninterruptedOne() throws Exception {
-        Trainer.Options o = new Trainer.Options(1, 4, 1e-2, 0.1, 0.2, 0.01, 1.0, 42, 2, 2, 0);
+        Trainer.Options o = new Trainer.Options(1, 4, 1e-2, 0.1, 0.2, 0.01, 1.0, 42, 2, 2, 0, 1);
         TrainableLlava straight = TrainableLlava.initialize(CFG, TinyModels.PAD, 1);
         Trainer.Result full = new Trainer(straight, DATA, o, tmp.resolve("a")).train(false, null);
         assertEquals(6, full.stepsDone());
@@ -129,7 +159,7 @@ class TrainerTest {
     void resumeRefusesOtherOptionsOrData() {
         Trainer.Options o = options(1).withStopAfterStep(2);
         new Trainer(TrainableLlava.initialize(CFG, TinyModels.PAD, 1), DATA, o, tmp.resolve("c")).train(false, null);
-        Trainer.Options otherSeed = new Trainer.Options(1, 4, 1e-2, 0.1, 0.1, 0.01, 1.0, 7, 0, 1, 0);
+        Trainer.Options otherSeed = new Trainer.Options(1, 4, 1e-2, 0.1, 0.1, 0.01, 1.0, 7, 0, 1, 0, 1);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new Trainer(
                 TrainableLlava.initialize(CFG, TinyModels.PAD, 1), DATA, otherSeed, tmp.resolve("c")).train(true, null));
         assertTrue(e.getMessage().contains("options.seed") && e.getMessage().contains("42"), e.getMessage());
@@ -137,6 +167,9 @@ class TrainerTest {
         e = assertThrows(IllegalArgumentException.class, () -> new Trainer(
                 TrainableLlava.initialize(CFG, TinyModels.PAD, 1), otherData, options(1), tmp.resolve("c")).train(true, null));
         assertTrue(e.getMessage().contains("data_fingerprint"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new Trainer(
+                TrainableLlava.initialize(CFG, TinyModels.PAD, 1), DATA, options(1).withPack(2), tmp.resolve("c")).train(true, null));
+        assertTrue(e.getMessage().contains("options.pack"), e.getMessage());
     }
 
     @Test
