@@ -39,6 +39,14 @@ import org.qvlm4j.kernels.WeightMatrix;
  * with different query and key lengths (KV cache), a learnable zero point in {@link #fakeQuantize}.
  */
 public final class Ops {
+    /**
+     * Above this many rows {@link #linear}'s backward runs its two products on the blocked GEMM
+     * ({@link Gemm}, over transposed copies) instead of {@link MulAdd}: a tall input (several
+     * examples packed into one forward) no longer fits the cache MulAdd's tiles rely on, and the
+     * GEMM's packed panels are faster there. Inputs of at most this many rows keep MulAdd's bits.
+     */
+    static final int TALL_ROWS = 256;
+
     /** Target value that {@link #crossEntropy} skips (torch's default {@code ignore_index}). */
     public static final int IGNORE_INDEX = -100;
     /** {@link #embedding} padding index meaning "every row receives gradients". */
@@ -83,11 +91,24 @@ public final class Ops {
         Tensor out = Tensor.of(y, T, N);
         return tape.record("linear", out, () -> {
             float[] dy = out.grad(); // (T, N)
-            if (x.requiresGrad()) {
-                MulAdd.mulAdd(dy, 0, N, 1, w.data(), 0, x.gradOrCreate(), 0, T, N, K); // dx (T, K) += dy w
-            }
-            if (w.requiresGrad()) {
-                MulAdd.mulAdd(dy, 0, 1, N, x.data(), 0, w.gradOrCreate(), 0, N, T, K); // dw (N, K) += dy^T x
+            if (T > TALL_ROWS) {
+                if (x.requiresGrad()) { // dx (T, K) += dy w = dy (w^T)^T
+                    float[] dx = new float[T * K];
+                    Gemm.matmul(dy, T, WeightMatrix.ofFloats(transpose(w.data(), N, K), K, N), dx);
+                    addInto(x.gradOrCreate(), dx);
+                }
+                if (w.requiresGrad()) { // dw (N, K) += dy^T x = (dy^T) (x^T)^T
+                    float[] dw = new float[N * K];
+                    Gemm.matmul(transpose(dy, T, N), N, WeightMatrix.ofFloats(transpose(x.data(), T, K), K, T), dw);
+                    addInto(w.gradOrCreate(), dw);
+                }
+            } else {
+                if (x.requiresGrad()) {
+                    MulAdd.mulAdd(dy, 0, N, 1, w.data(), 0, x.gradOrCreate(), 0, T, N, K); // dx (T, K) += dy w
+                }
+                if (w.requiresGrad()) {
+                    MulAdd.mulAdd(dy, 0, 1, N, x.data(), 0, w.gradOrCreate(), 0, N, T, K); // dw (N, K) += dy^T x
+                }
             }
             if (b != null && b.requiresGrad()) {
                 float[] db = b.gradOrCreate();
@@ -98,6 +119,18 @@ public final class Ops {
                 }
             }
         }, x, w, b);
+    }
+
+    /** The (cols, rows) transpose of a row-major (rows, cols) matrix. */
+    private static float[] transpose(float[] a, int rows, int cols) {
+        float[] t = new float[a.length];
+        for (int r = 0; r < rows; r++) {
+            int o = r * cols;
+            for (int c = 0; c < cols; c++) {
+                t[c * rows + r] = a[o + c];
+            }
+        }
+        return t;
     }
 
     /**

@@ -16,6 +16,9 @@ class OpsGradientTest {
                 randn(rnd, 1, 5, 7), randn(rnd, 0.5, 3, 7), randn(rnd, 1, 3));
         check("linear no bias", (t, in) -> Ops.linear(t, in[0], in[1], null), 12,
                 randn(rnd, 1, 4, 6), randn(rnd, 0.5, 5, 6));
+        // More rows than Ops.TALL_ROWS: the backward runs on the blocked GEMM.
+        check("linear tall", (t, in) -> Ops.linear(t, in[0], in[1], in[2]), 13,
+                randn(rnd, 1, Ops.TALL_ROWS + 37, 5), randn(rnd, 0.5, 3, 5), randn(rnd, 1, 3));
     }
 
     @Test
