@@ -35,6 +35,7 @@ import org.qvlm4j.train.QcmExampleEncoder;
 import org.qvlm4j.train.TrainableLlava;
 import org.qvlm4j.train.Trainer;
 import org.qvlm4j.train.TrainingExample;
+import org.qvlm4j.train.VisionPretrainer;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -66,6 +67,9 @@ public final class TrainCommand implements Callable<Integer> {
     static final int MAX_POSITIONS = 2048;
     /** Separates the drill draw from the shuffle and initialisation draws of the same seed. */
     private static final long DRILL_SEED_SALT = 0x6c6f6f6b7570L;
+    private static final long PRETRAIN_SEED_SALT = 0x766973696f6eL;
+    /** Written into OUT by the vision pretraining stage; the manifest repeats it. */
+    static final String PRETRAIN_FILE = "vision_pretrain.json";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @CommandLine.Spec
@@ -134,6 +138,17 @@ public final class TrainCommand implements Callable<Integer> {
 
     @Option(names = "--kv-heads", defaultValue = "0", description = "Text key/value heads; 0 means as many as query heads.")
     int kvHeads;
+
+    @Option(names = "--vision-pretrain-steps", defaultValue = "0", paramLabel = "N", description = "Before training, N steps of "
+            + "perception pretraining of the vision tower and projector: a linear head names each patch's palette colour "
+            + "(skipped when resuming from a checkpoint); default: ${DEFAULT-VALUE}.")
+    int visionPretrainSteps;
+
+    @Option(names = "--vision-pretrain-batch", defaultValue = "64", description = "Images per pretraining step (default: ${DEFAULT-VALUE}).")
+    int visionPretrainBatch;
+
+    @Option(names = "--vision-pretrain-lr", defaultValue = "2e-3", description = "Peak pretraining learning rate (default: ${DEFAULT-VALUE}).")
+    double visionPretrainLr;
 
     @Option(names = "--pack", defaultValue = "1", description = "Examples per forward: each batch is run as packs of this many "
             + "examples stacked into one sequence of rows (larger products; attention stays within each example). "
@@ -318,6 +333,9 @@ public final class TrainCommand implements Callable<Integer> {
         }
         TrainableLlava model = init != null ? TrainableLlava.load(init) : TrainableLlava.initialize(cfg, padId, seed);
         Path ckptDir = out.resolve(CHECKPOINTS);
+        if (visionPretrainSteps > 0 && (!resume || Trainer.latestCheckpoint(ckptDir) == null)) {
+            pretrainVision(model, examples, pre, err);
+        }
         Trainer trainer = new Trainer(model, examples, options, ckptDir);
         err.printf(Locale.ROOT, "train: %d examples (%d with an image), %.1f tokens on average, longest %d; %,d parameters; "
                         + "%d steps (%d per epoch) of %d examples on %d workers%n", examples.size(), withImage,
@@ -353,6 +371,40 @@ public final class TrainCommand implements Callable<Integer> {
                 log.isEmpty() ? Double.NaN : log.getLast().loss(), result.secondsThisRun(), out.toAbsolutePath().normalize());
         stdout.flush();
         return 0;
+    }
+
+    private void pretrainVision(TrainableLlava model, List<TrainingExample> examples, ClipPreprocessConfig pre, PrintWriter err) {
+        List<float[]> images = new ArrayList<>();
+        for (TrainingExample ex : examples) {
+            if (ex.pixels() != null) {
+                images.add(ex.pixels());
+            }
+        }
+        if (images.isEmpty()) {
+            throw new IllegalArgumentException("--vision-pretrain-steps " + visionPretrainSteps + ": the training problems have no images");
+        }
+        VisionPretrainer.Options o = new VisionPretrainer.Options(visionPretrainSteps, visionPretrainBatch, visionPretrainLr,
+                seed ^ PRETRAIN_SEED_SALT);
+        err.printf(Locale.ROOT, "train: vision pretraining, %d steps of %d of the %d images%n", o.steps(), o.batch(), images.size());
+        VisionPretrainer.Result r = VisionPretrainer.run(model, images, pre.imageMean(), pre.imageStd(), o, (step, total, loss, secs) -> {
+            if (step % logEvery == 0 || step == total) {
+                err.printf(Locale.ROOT, "pretrain %d/%d loss %.4f elapsed %.1f s%n", step, total, loss, secs);
+                err.flush();
+            }
+        });
+        ObjectNode m = JSON.createObjectNode();
+        m.put("steps", o.steps());
+        m.put("batch", o.batch());
+        m.put("lr", o.lr());
+        m.put("images", images.size());
+        m.put("first_loss", r.losses().getFirst());
+        m.put("final_loss", r.losses().getLast());
+        m.put("seconds", r.seconds());
+        try {
+            AtomicFiles.writeString(out.resolve(PRETRAIN_FILE), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(m));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
     }
 
     private void writeManifest(LlavaConfig cfg, Trainer.Options options, int examples, int withImage, long tokens, int maxLen,
@@ -397,6 +449,14 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("finished_at", Instant.now().toString());
         m.put("workers", workers);
         m.put("pack", pack);
+        Path pretrain = out.resolve(PRETRAIN_FILE);
+        if (Files.isRegularFile(pretrain)) {
+            try {
+                m.set("vision_pretrain", JSON.readTree(Files.readString(pretrain)));
+            } catch (IOException e) {
+                throw new UncheckedIOException(pretrain + ": cannot read: " + e.getMessage(), e);
+            }
+        }
         m.put("model_config", TrainableLlava.configJson(cfg, model.padTokenId()));
         try {
             AtomicFiles.writeString(out.resolve(MANIFEST), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(m) + "\n");

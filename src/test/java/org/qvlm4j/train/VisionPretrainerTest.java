@@ -1,0 +1,115 @@
+package org.qvlm4j.train;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+import org.qvlm4j.data.Scene;
+import org.qvlm4j.io.config.LlavaConfig;
+
+/**
+ * Perception pretraining: patch labels on hand-built pictures, and a short run that learns them,
+ * changes only the vision tower and projector, and repeats to the byte.
+ */
+class VisionPretrainerTest {
+    private static final double[] MEAN = {0.48145466, 0.4578275, 0.40821073};
+    private static final double[] STD = {0.26862954, 0.26130258, 0.27577711};
+    private static final int GREY = 0xC8C8C8;
+
+    /** A (3, size, size) normalized image from 0xRRGGBB pixels. */
+    private static float[] normalized(int[] rgb, int size) {
+        float[] px = new float[3 * size * size];
+        for (int i = 0; i < size * size; i++) {
+            for (int c = 0; c < 3; c++) {
+                int v = (rgb[i] >> (16 - 8 * c)) & 255;
+                px[c * size * size + i] = (float) ((v / 255.0 - MEAN[c]) / STD[c]);
+            }
+        }
+        return px;
+    }
+
+    @Test
+    void patchTakesThePaletteColourCoveringEnoughOfIt() {
+        int size = 16;
+        int[] rgb = new int[size * size];
+        Arrays.fill(rgb, GREY);
+        int red = Scene.Colour.RED.rgb;
+        int blue = Scene.Colour.BLUE.rgb;
+        int green = Scene.Colour.GREEN.rgb;
+        for (int y = 0; y < 8; y++) {
+            for (int x = 0; x < 8; x++) {
+                // Patch (0, 0): red shifted by (30, 30, 30), inside the radius of 80.
+                rgb[y * size + x] = red + 0x1E1E1E;
+            }
+        }
+        for (int i = 0; i < 11; i++) { // patch (1, 0): 11 blue pixels of 64, under 3/16 (12)
+            rgb[(i / 8) * size + 8 + i % 8] = blue;
+        }
+        for (int i = 0; i < 12; i++) { // patch (0, 1): 12 green pixels and 5 blue ones
+            rgb[(8 + i / 8) * size + i % 8] = green;
+        }
+        for (int i = 0; i < 5; i++) {
+            rgb[(14 + i / 8) * size + i % 8] = blue;
+        }
+        int[] labels = VisionPretrainer.patchColours(normalized(rgb, size), size, 8, MEAN, STD);
+        int redClass = Scene.Colour.RED.ordinal() + 1;
+        int greenClass = Scene.Colour.GREEN.ordinal() + 1;
+        assertArrayEquals(new int[] {redClass, 0, greenClass, 0}, labels);
+    }
+
+    private static List<float[]> colouredImages(LlavaConfig cfg, int n, long seed) {
+        int size = cfg.visionConfig().imageSize();
+        int patch = cfg.visionConfig().patchSize();
+        int grid = size / patch;
+        Scene.Colour[] palette = Scene.Colour.values();
+        SplittableRandom rng = new SplittableRandom(seed);
+        List<float[]> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            int[] rgb = new int[size * size];
+            for (int g = 0; g < grid * grid; g++) {
+                int k = rng.nextInt(palette.length + 1);
+                int colour = k == palette.length ? GREY : palette[k].rgb;
+                for (int y = 0; y < patch; y++) {
+                    for (int x = 0; x < patch; x++) {
+                        rgb[((g / grid) * patch + y) * size + (g % grid) * patch + x] = colour;
+                    }
+                }
+            }
+            out.add(normalized(rgb, size));
+        }
+        return out;
+    }
+
+    @Test
+    void aShortRunLearnsThePatchColoursAndTouchesOnlyTheVisionSide() throws Exception {
+        LlavaConfig cfg = TinyModels.config();
+        List<float[]> images = colouredImages(cfg, 48, 3);
+        VisionPretrainer.Options o = new VisionPretrainer.Options(120, 8, 1e-2, 5);
+        TrainableLlava before = TrainableLlava.initialize(cfg, TinyModels.PAD, 1);
+        TrainableLlava a = TrainableLlava.initialize(cfg, TinyModels.PAD, 1);
+        VisionPretrainer.Result r = VisionPretrainer.run(a, images, MEAN, STD, o, null);
+        assertEquals(120, r.losses().size());
+        double first = r.losses().subList(0, 5).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
+        double last = r.losses().subList(115, 120).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
+        assertTrue(first > 1.5, "initial loss near ln 7, got " + first);
+        assertTrue(last < 0.2 * first, "loss " + first + " -> " + last);
+        List<String> changed = TrainableLlava.differingParameters(before, a);
+        assertFalse(changed.isEmpty());
+        for (String name : changed) {
+            assertTrue(name.startsWith("vision_tower.") || name.startsWith("multi_modal_projector."), name + " changed");
+        }
+        assertTrue(changed.contains("multi_modal_projector.linear_2.weight") && changed.stream()
+                .anyMatch(n -> n.contains("encoder.layers.0.self_attn.q_proj")), changed.toString());
+
+        TrainableLlava b = TrainableLlava.initialize(cfg, TinyModels.PAD, 1);
+        VisionPretrainer.Result again = VisionPretrainer.run(b, images, MEAN, STD, o, null);
+        assertEquals(r.losses(), again.losses());
+        assertTrue(TrainableLlava.differingParameters(a, b).isEmpty(), "same seed, same bytes");
+    }
+}
