@@ -14,6 +14,7 @@ import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
@@ -208,6 +209,33 @@ class TrainCommandTest {
         assertTrue(rest.out.contains("trained 9/9"), rest.out);
         assertArrayEquals(expected, Files.readAllBytes(resumed.resolve("model.safetensors")));
         assertEquals(9, Trainer.readLog(resumed.resolve(Trainer.LOG_FILE)).size());
+    }
+
+    @Test
+    void visionPretrainingRunsFirstIsRecordedAndAResumeSkipsIt() throws Exception {
+        Path whole = shared.resolve("pretrained");
+        Result r = run(args(whole, "--vision-pretrain-steps", "3", "--vision-pretrain-batch", "4", "--pack", "2"));
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.err.contains("vision pretraining, 3 steps of 4"), r.err);
+        JsonNode manifest = new ObjectMapper().readTree(Files.readString(whole.resolve("train_manifest.json")));
+        assertEquals(3, manifest.get("vision_pretrain").get("steps").asInt());
+        assertEquals(2, manifest.get("pack").asInt());
+        assertTrue(Files.isRegularFile(whole.resolve("vision_pretrain.json")));
+        assertFalse(Arrays.equals(Files.readAllBytes(straight.resolve("model.safetensors")),
+                Files.readAllBytes(whole.resolve("model.safetensors"))));
+
+        Path resumed = shared.resolve("pretrained-resumed");
+        String[] flags = {"--vision-pretrain-steps", "3", "--vision-pretrain-batch", "4", "--pack", "2"};
+        List<String> part = new ArrayList<>(List.of(flags));
+        part.addAll(List.of("--max-steps", "4", "--checkpoint-every", "2"));
+        assertEquals(0, run(args(resumed, part.toArray(String[]::new))).code);
+        List<String> rest = new ArrayList<>(List.of(flags));
+        rest.add("--resume");
+        Result second = run(args(resumed, rest.toArray(String[]::new)));
+        assertEquals(0, second.code, second.err);
+        assertFalse(second.err.contains("vision pretraining"), "a resumed run starts from its checkpoint: " + second.err);
+        assertArrayEquals(Files.readAllBytes(whole.resolve("model.safetensors")),
+                Files.readAllBytes(resumed.resolve("model.safetensors")));
     }
 
     @Test
