@@ -239,6 +239,21 @@ class TrainCommandTest {
     }
 
     @Test
+    void probeScoresATrainedModelsFeaturesAndRefusesTooFewPictures() {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        int code = Main.run(new String[] {"probe", "--model", straight.toString(), "--data", data.toString(), "--split", "train",
+            "--fit", "3", "--score", "2"}, new PrintWriter(out, true), new PrintWriter(err, true));
+        assertEquals(0, code, err.toString());
+        assertTrue(out.toString().contains("3 pictures fitted, 2 scored") && out.toString().contains("| raw pixels |"), out.toString());
+        StringWriter err2 = new StringWriter();
+        code = Main.run(new String[] {"probe", "--model", straight.toString(), "--data", data.toString(), "--split", "train",
+            "--fit", "1000"}, new PrintWriter(new StringWriter(), true), new PrintWriter(err2, true));
+        assertEquals(2, code);
+        assertTrue(err2.toString().contains("split 'train' has") && err2.toString().contains("need 1500"), err2.toString());
+    }
+
+    @Test
     void initStartsFromAModelsWeightsWithItsShapeAndTokenizer() throws Exception {
         Path frozen = shared.resolve("init-tiny-lr");
         Result r = run("--data", data.toString(), "--out", frozen.toString(), "--init", straight.toString(), "--seed", "5",

@@ -18,8 +18,8 @@ import org.qvlm4j.io.config.LlavaConfig;
  * changes only the vision tower and projector, and repeats to the byte.
  */
 class VisionPretrainerTest {
-    private static final double[] MEAN = {0.48145466, 0.4578275, 0.40821073};
-    private static final double[] STD = {0.26862954, 0.26130258, 0.27577711};
+    static final double[] MEAN = {0.48145466, 0.4578275, 0.40821073};
+    static final double[] STD = {0.26862954, 0.26130258, 0.27577711};
     private static final int GREY = 0xC8C8C8;
 
     /** A (3, size, size) normalized image from 0xRRGGBB pixels. */
@@ -63,7 +63,7 @@ class VisionPretrainerTest {
         assertArrayEquals(new int[] {redClass, 0, greenClass, 0}, labels);
     }
 
-    private static List<float[]> colouredImages(LlavaConfig cfg, int n, long seed) {
+    static List<float[]> colouredImages(LlavaConfig cfg, int n, long seed) {
         int size = cfg.visionConfig().imageSize();
         int patch = cfg.visionConfig().patchSize();
         int grid = size / patch;
