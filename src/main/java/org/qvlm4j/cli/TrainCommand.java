@@ -70,6 +70,7 @@ public final class TrainCommand implements Callable<Integer> {
     private static final long PRETRAIN_SEED_SALT = 0x766973696f6eL;
     /** Written into OUT by the vision pretraining stage; the manifest repeats it. */
     static final String PRETRAIN_FILE = "vision_pretrain.json";
+    private static final String VISION_TOWER_PREFIX = "vision_tower.";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @CommandLine.Spec
@@ -143,6 +144,10 @@ public final class TrainCommand implements Callable<Integer> {
             + "perception pretraining of the vision tower and projector: a linear head names each patch's palette colour "
             + "(skipped when resuming from a checkpoint); default: ${DEFAULT-VALUE}.")
     int visionPretrainSteps;
+
+    @Option(names = "--freeze-vision", description = "Keep the vision tower's weights as they are after initialisation, --init "
+            + "or the perception stage (LLaVA keeps its CLIP frozen); the projector and language model train.")
+    boolean freezeVision;
 
     @Option(names = "--vision-pretrain-batch", defaultValue = "64", description = "Images per pretraining step (default: ${DEFAULT-VALUE}).")
     int visionPretrainBatch;
@@ -336,6 +341,9 @@ public final class TrainCommand implements Callable<Integer> {
         if (visionPretrainSteps > 0 && (!resume || Trainer.latestCheckpoint(ckptDir) == null)) {
             pretrainVision(model, examples, pre, err);
         }
+        if (freezeVision) {
+            model = model.freezing(name -> name.startsWith(VISION_TOWER_PREFIX));
+        }
         Trainer trainer = new Trainer(model, examples, options, ckptDir);
         err.printf(Locale.ROOT, "train: %d examples (%d with an image), %.1f tokens on average, longest %d; %,d parameters; "
                         + "%d steps (%d per epoch) of %d examples on %d workers%n", examples.size(), withImage,
@@ -449,6 +457,7 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("finished_at", Instant.now().toString());
         m.put("workers", workers);
         m.put("pack", pack);
+        m.put("freeze_vision", freezeVision);
         Path pretrain = out.resolve(PRETRAIN_FILE);
         if (Files.isRegularFile(pretrain)) {
             try {

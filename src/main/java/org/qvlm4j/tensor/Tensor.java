@@ -52,6 +52,11 @@ public final class Tensor {
         return new Tensor(name, data, shape, true);
     }
 
+    /** A named constant over {@code data} (not copied): a parameter held fixed, e.g. a frozen weight. */
+    public static Tensor constant(String name, float[] data, int... shape) {
+        return new Tensor(name, data, shape, false);
+    }
+
     /** An unnamed tensor that requires gradients (an op output, or an input in a gradient check). */
     public static Tensor variable(float[] data, int... shape) {
         return new Tensor(null, data, shape, true);

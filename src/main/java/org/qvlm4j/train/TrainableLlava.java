@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
+import java.util.function.Predicate;
 import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.Activation;
 import org.qvlm4j.io.config.ClipVisionConfig;
@@ -290,9 +291,20 @@ public final class TrainableLlava {
      * computes one example's gradient in a replica without touching the others'.
      */
     public TrainableLlava replica() {
+        return freezing(name -> !params.get(name).requiresGrad());
+    }
+
+    /**
+     * A model over the same weight arrays, with fresh gradient buffers, whose parameters named by
+     * {@code frozen} are held as constants (no gradient is computed for them, so training leaves them
+     * as they are); the others are trainable.
+     */
+    public TrainableLlava freezing(Predicate<String> frozen) {
         Map<String, Tensor> copy = new LinkedHashMap<>();
         for (Map.Entry<String, Tensor> e : params.entrySet()) {
-            copy.put(e.getKey(), Tensor.param(e.getKey(), e.getValue().data(), e.getValue().shape()));
+            Tensor t = e.getValue();
+            copy.put(e.getKey(), frozen.test(e.getKey()) ? Tensor.constant(e.getKey(), t.data(), t.shape())
+                    : Tensor.param(e.getKey(), t.data(), t.shape()));
         }
         return new TrainableLlava(config, padTokenId, copy);
     }

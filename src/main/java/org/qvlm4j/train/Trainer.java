@@ -15,6 +15,7 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
@@ -187,7 +188,9 @@ public final class Trainer {
         List<Tensor> decay = new ArrayList<>();
         List<Tensor> noDecay = new ArrayList<>();
         for (Tensor p : params) {
-            (p.rank() >= 2 ? decay : noDecay).add(p);
+            if (p.requiresGrad()) { // frozen parameters (TrainableLlava#freezing) are left out
+                (p.rank() >= 2 ? decay : noDecay).add(p);
+            }
         }
         this.optimizer = new AdamW(List.of(new AdamW.Group(decay, options.weightDecay()), new AdamW.Group(noDecay, 0.0)),
                 AdamW.DEFAULT_BETA1, AdamW.DEFAULT_BETA2, AdamW.DEFAULT_EPS);
@@ -438,6 +441,7 @@ public final class Trainer {
             state.put("data_examples", data.size());
             state.put("data_fingerprint", fingerprint(data));
             state.set("options", JSON.valueToTree(options));
+            state.put("frozen_parameters", frozenParameters());
             ObjectNode adamSteps = state.putObject("adam_steps");
             for (Tensor p : params) {
                 AdamW.ParamState s = optimizer.state(p);
@@ -494,6 +498,11 @@ public final class Trainer {
         checkSame(dir, "options.batchSize", saved.path("batchSize").asLong(), o.batchSize());
         checkSame(dir, "options.pack", saved.path("pack").asLong(1), o.pack());
         checkSame(dir, "data_examples", state.path("data_examples").asLong(), data.size());
+        String frozen = state.path("frozen_parameters").asText("");
+        if (!frozen.equals(frozenParameters())) {
+            throw new IllegalArgumentException(dir.resolve(STATE_FILE) + ": key 'frozen_parameters' is '" + frozen
+                    + "' in the checkpoint but '" + frozenParameters() + "' in this run; resume needs the same frozen parameters");
+        }
         checkSame(dir, "data_fingerprint", state.path("data_fingerprint").asLong(), fingerprint(data));
         if (saved.path("peakLr").asDouble() != o.peakLr() || saved.path("weightDecay").asDouble() != o.weightDecay()
                 || saved.path("warmupFraction").asDouble() != o.warmupFraction()
@@ -534,6 +543,17 @@ public final class Trainer {
             throw new IllegalArgumentException(dir.resolve(LOG_FILE) + ": expected " + step + " rows, got " + log.size());
         }
         return step;
+    }
+
+    /** The model's parameters held constant (no gradient), space-separated in model order; empty when none. */
+    private String frozenParameters() {
+        StringBuilder sb = new StringBuilder();
+        for (Map.Entry<String, Tensor> e : model.parameters().entrySet()) {
+            if (!e.getValue().requiresGrad()) {
+                sb.append(sb.isEmpty() ? "" : " ").append(e.getKey());
+            }
+        }
+        return sb.toString();
     }
 
     private static void checkSame(Path dir, String key, long saved, long now) {

@@ -239,6 +239,27 @@ class TrainCommandTest {
     }
 
     @Test
+    void freezeVisionKeepsTheTowerAndAResumeMustFreezeToo() throws Exception {
+        Path frozen = shared.resolve("frozen-vision");
+        Result r = run(args(frozen, "--freeze-vision", "--max-steps", "4", "--checkpoint-every", "2"));
+        assertEquals(0, r.code, r.err);
+        org.qvlm4j.train.TrainableLlava start = org.qvlm4j.train.TrainableLlava.initialize(
+                org.qvlm4j.io.config.LlavaConfig.load(frozen), org.qvlm4j.train.TrainableLlava.load(frozen).padTokenId(), 3);
+        List<String> changed = org.qvlm4j.train.TrainableLlava.differingParameters(start,
+                org.qvlm4j.train.TrainableLlava.load(frozen));
+        assertFalse(changed.isEmpty());
+        assertTrue(changed.stream().noneMatch(n -> n.startsWith("vision_tower.")), changed.toString());
+        assertTrue(changed.contains("multi_modal_projector.linear_1.weight"), changed.toString());
+        Result refused = run(args(frozen, "--resume"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, refused.code);
+        assertTrue(refused.err.contains("frozen_parameters"), refused.err);
+        Result rest = run(args(frozen, "--freeze-vision", "--resume"));
+        assertEquals(0, rest.code, rest.err);
+        JsonNode manifest = new ObjectMapper().readTree(Files.readString(frozen.resolve("train_manifest.json")));
+        assertTrue(manifest.get("freeze_vision").asBoolean());
+    }
+
+    @Test
     void probeScoresATrainedModelsFeaturesAndRefusesTooFewPictures() {
         StringWriter out = new StringWriter();
         StringWriter err = new StringWriter();
