@@ -264,6 +264,8 @@ public final class TrainCommand implements Callable<Integer> {
         QcmExampleEncoder.AnswerStyle style = QcmExampleEncoder.AnswerStyle.parse("--answer-style", answerStyle);
         Trainer.Options options = new Trainer.Options(epochs, batch, lr, minLrRatio, warmup, weightDecay, clip, seed,
                 checkpointEvery, workers, maxSteps, pack);
+        VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
+                visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT);
 
         ScienceQaDataset dataset = ScienceQaDataset.load(data);
         List<ScienceQaProblem> problems = dataset.split(split);
@@ -338,8 +340,8 @@ public final class TrainCommand implements Callable<Integer> {
         }
         TrainableLlava model = init != null ? TrainableLlava.load(init) : TrainableLlava.initialize(cfg, padId, seed);
         Path ckptDir = out.resolve(CHECKPOINTS);
-        if (visionPretrainSteps > 0 && (!resume || Trainer.latestCheckpoint(ckptDir) == null)) {
-            pretrainVision(model, examples, pre, err);
+        if (pretrainOptions != null && (!resume || Trainer.latestCheckpoint(ckptDir) == null)) {
+            pretrainVision(model, examples, pre, pretrainOptions, err);
         }
         if (freezeVision) {
             model = model.freezing(name -> name.startsWith(VISION_TOWER_PREFIX));
@@ -381,7 +383,8 @@ public final class TrainCommand implements Callable<Integer> {
         return 0;
     }
 
-    private void pretrainVision(TrainableLlava model, List<TrainingExample> examples, ClipPreprocessConfig pre, PrintWriter err) {
+    private void pretrainVision(TrainableLlava model, List<TrainingExample> examples, ClipPreprocessConfig pre,
+                                VisionPretrainer.Options o, PrintWriter err) {
         List<float[]> images = new ArrayList<>();
         for (TrainingExample ex : examples) {
             if (ex.pixels() != null) {
@@ -391,8 +394,6 @@ public final class TrainCommand implements Callable<Integer> {
         if (images.isEmpty()) {
             throw new IllegalArgumentException("--vision-pretrain-steps " + visionPretrainSteps + ": the training problems have no images");
         }
-        VisionPretrainer.Options o = new VisionPretrainer.Options(visionPretrainSteps, visionPretrainBatch, visionPretrainLr,
-                seed ^ PRETRAIN_SEED_SALT);
         err.printf(Locale.ROOT, "train: vision pretraining, %d steps of %d of the %d images%n", o.steps(), o.batch(), images.size());
         VisionPretrainer.Result r = VisionPretrainer.run(model, images, pre.imageMean(), pre.imageStd(), o, (step, total, loss, secs) -> {
             if (step % logEvery == 0 || step == total) {

@@ -253,6 +253,11 @@ class TrainCommandTest {
         Result refused = run(args(frozen, "--resume"));
         assertEquals(TrainCommand.EXIT_BAD_INPUT, refused.code);
         assertTrue(refused.err.contains("frozen_parameters"), refused.err);
+        Path badBatch = shared.resolve("pretrain-bad-batch");
+        Result bad = run(args(badBatch, "--vision-pretrain-steps", "2", "--vision-pretrain-batch", "0"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, bad.code);
+        assertTrue(bad.err.contains("vision pretraining") && bad.err.contains("batch=0"), bad.err);
+        assertFalse(Files.exists(badBatch), "refused before anything is written");
         Result rest = run(args(frozen, "--freeze-vision", "--resume"));
         assertEquals(0, rest.code, rest.err);
         JsonNode manifest = new ObjectMapper().readTree(Files.readString(frozen.resolve("train_manifest.json")));
