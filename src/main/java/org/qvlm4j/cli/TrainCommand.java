@@ -155,6 +155,11 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--vision-pretrain-lr", defaultValue = "2e-3", description = "Peak pretraining learning rate (default: ${DEFAULT-VALUE}).")
     double visionPretrainLr;
 
+    @Option(names = "--vision-pretrain-grid", defaultValue = "1", paramLabel = "G", description = "Cut each patch into G x G "
+            + "cells and name the colour of every cell, so that the features also say where in the patch a colour lies; "
+            + "G must divide the patch size (default: ${DEFAULT-VALUE}, the patch's colour).")
+    int visionPretrainGrid;
+
     @Option(names = "--pack", defaultValue = "1", description = "Examples per forward: each batch is run as packs of this many "
             + "examples stacked into one sequence of rows (larger products; attention stays within each example). "
             + "Results depend on it (summation order); default: ${DEFAULT-VALUE}.")
@@ -264,8 +269,13 @@ public final class TrainCommand implements Callable<Integer> {
         QcmExampleEncoder.AnswerStyle style = QcmExampleEncoder.AnswerStyle.parse("--answer-style", answerStyle);
         Trainer.Options options = new Trainer.Options(epochs, batch, lr, minLrRatio, warmup, weightDecay, clip, seed,
                 checkpointEvery, workers, maxSteps, pack);
+        int patchSide = init != null ? LlavaConfig.load(init).visionConfig().patchSize() : patch;
+        if (visionPretrainGrid < 1 || patchSide % visionPretrainGrid != 0) {
+            throw new IllegalArgumentException("--vision-pretrain-grid " + visionPretrainGrid + " must divide the patch size "
+                    + patchSide);
+        }
         VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
-                visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT);
+                visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid);
 
         ScienceQaDataset dataset = ScienceQaDataset.load(data);
         List<ScienceQaProblem> problems = dataset.split(split);
@@ -405,6 +415,7 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("steps", o.steps());
         m.put("batch", o.batch());
         m.put("lr", o.lr());
+        m.put("grid", o.grid());
         m.put("images", images.size());
         m.put("first_loss", r.losses().getFirst());
         m.put("final_loss", r.losses().getLast());

@@ -1,6 +1,7 @@
 package org.qvlm4j.train;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.qvlm4j.data.Scene;
@@ -28,6 +29,12 @@ import org.qvlm4j.train.optim.GradClip;
  * pixels if at least {@link #MIN_COVER} of its pixels have it, else none. A class token among the
  * features (the "full" feature strategy) is not labelled.
  *
+ * <p>With a grid G > 1 ({@link Options#grid}) each patch is cut into G x G cells and the head names
+ * the colour of every cell ({@link #cellColours} with cells of patch/G pixels, the same rule within
+ * each cell): G^2 labels per feature, so the features must also say where inside its patch a colour
+ * lies (at 64 px with patches of 8, G = 2 resolves the 4-pixel margins the benchmark's maps keep
+ * between squares). G = 1 is the patch colour alone.
+ *
  * <p>Steps draw batches of images by a seeded shuffle per pass, run them as one packed forward,
  * clip the global gradient norm at 1 and take an AdamW step (decay 0.01 on matrices) on a cosine
  * schedule with 5% warm-up down to 10% of the peak rate. The same model, images, options and seed
@@ -46,13 +53,19 @@ public final class VisionPretrainer {
      * @param batch images per step
      * @param lr    peak learning rate
      * @param seed  seed of the head's initialisation and of the shuffles
+     * @param grid  cells per patch side, each with its own label (1: the patch colour)
      */
-    public record Options(int steps, int batch, double lr, long seed) {
+    public record Options(int steps, int batch, double lr, long seed, int grid) {
         public Options {
-            if (steps < 1 || batch < 1 || !(lr > 0)) {
-                throw new IllegalArgumentException("vision pretraining: need steps >= 1, batch >= 1, lr > 0; got steps=" + steps
-                        + " batch=" + batch + " lr=" + lr);
+            if (steps < 1 || batch < 1 || !(lr > 0) || grid < 1) {
+                throw new IllegalArgumentException("vision pretraining: need steps >= 1, batch >= 1, lr > 0, grid >= 1; got steps="
+                        + steps + " batch=" + batch + " lr=" + lr + " grid=" + grid);
             }
+        }
+
+        /** One label per patch. */
+        public Options(int steps, int batch, double lr, long seed) {
+            this(steps, batch, lr, seed, 1);
         }
     }
 
@@ -75,20 +88,29 @@ public final class VisionPretrainer {
      * @param std  the preprocessor's per-channel std
      */
     public static int[] patchColours(float[] pixels, int size, int patch, double[] mean, double[] std) {
-        if (pixels.length != 3 * size * size || size % patch != 0) {
-            throw new IllegalArgumentException("patch colours: expected (3, " + size + ", " + size + ") pixels with size a multiple of "
-                    + patch + ", got " + pixels.length + " floats");
+        return cellColours(pixels, size, patch, mean, std);
+    }
+
+    /**
+     * The colour class of every square cell of {@code cell} pixels of one preprocessed image (C, S, S),
+     * cells in raster order over the (S/cell, S/cell) grid: the palette colour with the most pixels in
+     * the cell if it covers at least {@link #MIN_COVER} of them, else 0.
+     */
+    public static int[] cellColours(float[] pixels, int size, int cell, double[] mean, double[] std) {
+        if (cell < 1 || pixels.length != 3 * size * size || size % cell != 0) {
+            throw new IllegalArgumentException("cell colours: expected (3, " + size + ", " + size + ") pixels with size a multiple of "
+                    + cell + ", got " + pixels.length + " floats");
         }
         Scene.Colour[] palette = Scene.Colour.values();
-        int grid = size / patch;
+        int grid = size / cell;
         int[] labels = new int[grid * grid];
         int plane = size * size;
         double r2 = COLOUR_RADIUS * COLOUR_RADIUS;
         for (int gy = 0; gy < grid; gy++) {
             for (int gx = 0; gx < grid; gx++) {
                 int[] count = new int[CLASSES];
-                for (int y = gy * patch; y < (gy + 1) * patch; y++) {
-                    for (int x = gx * patch; x < (gx + 1) * patch; x++) {
+                for (int y = gy * cell; y < (gy + 1) * cell; y++) {
+                    for (int x = gx * cell; x < (gx + 1) * cell; x++) {
                         int o = y * size + x;
                         double r = (pixels[o] * std[0] + mean[0]) * 255;
                         double g = (pixels[plane + o] * std[1] + mean[1]) * 255;
@@ -117,10 +139,40 @@ public final class VisionPretrainer {
                         label = c;
                     }
                 }
-                labels[gy * grid + gx] = most >= MIN_COVER * patch * patch ? label : 0;
+                labels[gy * grid + gx] = most >= MIN_COVER * cell * cell ? label : 0;
             }
         }
         return labels;
+    }
+
+    /**
+     * The labels of every image feature's G x G cells, feature-major ({@code [f * G^2 + sy * G + sx]}),
+     * with {@link Ops#IGNORE_INDEX} for a class token.
+     */
+    static int[] featureLabels(float[] pixels, int size, int patch, int grid, boolean cls, double[] mean, double[] std) {
+        if (patch % grid != 0) {
+            throw new IllegalArgumentException("vision pretraining: grid " + grid + " must divide the patch size " + patch);
+        }
+        int[] cells = cellColours(pixels, size, patch / grid, mean, std);
+        int side = size / patch;
+        int g2 = grid * grid;
+        int first = cls ? 1 : 0;
+        int[] l = new int[(side * side + first) * g2];
+        if (cls) {
+            Arrays.fill(l, 0, g2, Ops.IGNORE_INDEX);
+        }
+        int row = side * grid;
+        for (int py = 0; py < side; py++) {
+            for (int px = 0; px < side; px++) {
+                int f = first + py * side + px;
+                for (int sy = 0; sy < grid; sy++) {
+                    for (int sx = 0; sx < grid; sx++) {
+                        l[f * g2 + sy * grid + sx] = cells[(py * grid + sy) * row + px * grid + sx];
+                    }
+                }
+            }
+        }
+        return l;
     }
 
     /** Trains the model's vision tower and projector in place on the images (each (C, S, S)). */
@@ -135,24 +187,23 @@ public final class VisionPretrainer {
         int F = cfg.imageSeqLength();
         boolean cls = cfg.visionFeatureSelectStrategy() == LlavaConfig.FeatureSelectStrategy.FULL;
         int D = cfg.textConfig().hiddenSize();
+        int g2 = o.grid() * o.grid();
         List<int[]> labels = new ArrayList<>(images.size());
         for (float[] px : images) {
-            int[] patches = patchColours(px, size, patch, mean, std);
-            int[] l = new int[F];
-            if (cls) {
-                l[0] = Ops.IGNORE_INDEX;
+            int[] l = featureLabels(px, size, patch, o.grid(), cls, mean, std);
+            if (l.length != F * g2) {
+                throw new IllegalStateException("vision pretraining: " + l.length / g2 + " labelled features, the model makes " + F);
             }
-            System.arraycopy(patches, 0, l, cls ? 1 : 0, patches.length);
             labels.add(l);
         }
         SplittableRandom root = new SplittableRandom(o.seed());
         SplittableRandom init = root.split();
-        float[] w = new float[CLASSES * D];
+        float[] w = new float[g2 * CLASSES * D];
         for (int i = 0; i < w.length; i++) {
             w[i] = (float) (init.nextGaussian() * TrainableLlava.INIT_STD);
         }
-        Tensor headW = Tensor.param("head.weight", w, CLASSES, D);
-        Tensor headB = Tensor.param("head.bias", new float[CLASSES], CLASSES);
+        Tensor headW = Tensor.param("head.weight", w, g2 * CLASSES, D);
+        Tensor headB = Tensor.param("head.bias", new float[g2 * CLASSES], g2 * CLASSES);
         List<Tensor> decay = new ArrayList<>(List.of(headW));
         List<Tensor> noDecay = new ArrayList<>(List.of(headB));
         for (var e : model.parameters().entrySet()) {
@@ -172,7 +223,7 @@ public final class VisionPretrainer {
         long t0 = System.nanoTime();
         for (int step = 0; step < o.steps(); step++) {
             List<float[]> batch = new ArrayList<>(o.batch());
-            int[] targets = new int[Math.min(o.batch(), n) * F];
+            int[] targets = new int[Math.min(o.batch(), n) * F * g2];
             for (int b = 0; b < Math.min(o.batch(), n); b++) {
                 if (pos == n) {
                     shuffle(order, root.split());
@@ -180,14 +231,18 @@ public final class VisionPretrainer {
                 }
                 int i = order[pos++];
                 batch.add(images.get(i));
-                System.arraycopy(labels.get(i), 0, targets, b * F, F);
+                System.arraycopy(labels.get(i), 0, targets, b * F * g2, F * g2);
             }
             for (Tensor p : params) {
                 p.zeroGrad();
             }
             Tape tape = new Tape();
             Tensor features = model.imageFeatures(tape, batch, TrainableLlava.Hook.NONE); // (b F, D)
-            Tensor loss = Ops.crossEntropy(tape, Ops.linear(tape, features, headW, headB), targets);
+            Tensor logits = Ops.linear(tape, features, headW, headB); // (b F, G^2 classes)
+            if (g2 > 1) {
+                logits = Ops.reshape(tape, logits, logits.shape()[0] * g2, CLASSES);
+            }
+            Tensor loss = Ops.crossEntropy(tape, logits, targets);
             tape.backward(loss);
             GradClip.clipByGlobalNorm(params, 1.0);
             opt.step(schedule.lr(step));

@@ -219,6 +219,7 @@ class TrainCommandTest {
         assertTrue(r.err.contains("vision pretraining, 3 steps of 4"), r.err);
         JsonNode manifest = new ObjectMapper().readTree(Files.readString(whole.resolve("train_manifest.json")));
         assertEquals(3, manifest.get("vision_pretrain").get("steps").asInt());
+        assertEquals(1, manifest.get("vision_pretrain").get("grid").asInt());
         assertEquals(2, manifest.get("pack").asInt());
         assertTrue(Files.isRegularFile(whole.resolve("vision_pretrain.json")));
         assertFalse(Arrays.equals(Files.readAllBytes(straight.resolve("model.safetensors")),
@@ -258,6 +259,11 @@ class TrainCommandTest {
         assertEquals(TrainCommand.EXIT_BAD_INPUT, bad.code);
         assertTrue(bad.err.contains("vision pretraining") && bad.err.contains("batch=0"), bad.err);
         assertFalse(Files.exists(badBatch), "refused before anything is written");
+        Path badGrid = shared.resolve("pretrain-bad-grid");
+        Result grid = run(args(badGrid, "--vision-pretrain-steps", "2", "--vision-pretrain-grid", "3"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, grid.code);
+        assertTrue(grid.err.contains("--vision-pretrain-grid 3") && grid.err.contains("patch size 8"), grid.err);
+        assertFalse(Files.exists(badGrid), "refused before anything is written");
         Result rest = run(args(frozen, "--freeze-vision", "--resume"));
         assertEquals(0, rest.code, rest.err);
         JsonNode manifest = new ObjectMapper().readTree(Files.readString(frozen.resolve("train_manifest.json")));

@@ -63,6 +63,80 @@ class VisionPretrainerTest {
         assertArrayEquals(new int[] {redClass, 0, greenClass, 0}, labels);
     }
 
+    @Test
+    void gridLabelsEveryCellOfAPatchFeatureMajor() {
+        int size = 16;
+        int[] rgb = new int[size * size];
+        Arrays.fill(rgb, GREY);
+        int red = Scene.Colour.RED.rgb;
+        int blue = Scene.Colour.BLUE.rgb;
+        for (int y = 0; y < 4; y++) {
+            for (int x = 4; x < 8; x++) {
+                rgb[y * size + x] = red; // patch (0, 0), its top-right cell
+            }
+        }
+        for (int i = 0; i < 3; i++) { // patch (1, 1), its bottom-left cell: 3 of 16 pixels, exactly 3/16
+            rgb[(12 + i) * size + 8] = blue;
+        }
+        rgb[15 * size + 15] = blue; // patch (1, 1), bottom-right cell: 1 pixel, too few
+        float[] px = normalized(rgb, size);
+        int r = Scene.Colour.RED.ordinal() + 1;
+        int b = Scene.Colour.BLUE.ordinal() + 1;
+        assertArrayEquals(new int[] {0, r, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b, 0},
+                VisionPretrainer.featureLabels(px, size, 8, 2, false, MEAN, STD));
+        // raster order over the 4 x 4 cells of 4 pixels
+        int[] cells = VisionPretrainer.cellColours(px, size, 4, MEAN, STD);
+        assertEquals(r, cells[1]);
+        assertEquals(b, cells[3 * 4 + 2]);
+        assertEquals(16, Arrays.stream(cells).filter(c -> c == 0).count() + 2);
+        // grid 1 is the patch colour; a class token gets G^2 ignored labels first
+        assertArrayEquals(VisionPretrainer.patchColours(px, size, 8, MEAN, STD),
+                VisionPretrainer.featureLabels(px, size, 8, 1, false, MEAN, STD));
+        int[] withCls = VisionPretrainer.featureLabels(px, size, 8, 2, true, MEAN, STD);
+        assertEquals(20, withCls.length);
+        assertArrayEquals(new int[] {org.qvlm4j.tensor.Ops.IGNORE_INDEX, org.qvlm4j.tensor.Ops.IGNORE_INDEX,
+                org.qvlm4j.tensor.Ops.IGNORE_INDEX, org.qvlm4j.tensor.Ops.IGNORE_INDEX, 0, r, 0, 0},
+                Arrays.copyOf(withCls, 8));
+    }
+
+    /** Images whose patches are split into four cells of independent colours. */
+    static List<float[]> quarteredImages(LlavaConfig cfg, int n, long seed) {
+        int size = cfg.visionConfig().imageSize();
+        int half = cfg.visionConfig().patchSize() / 2;
+        int grid = size / half;
+        Scene.Colour[] palette = Scene.Colour.values();
+        SplittableRandom rng = new SplittableRandom(seed);
+        List<float[]> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            int[] rgb = new int[size * size];
+            for (int g = 0; g < grid * grid; g++) {
+                int k = rng.nextInt(3);
+                int colour = k == 2 ? GREY : palette[k].rgb;
+                for (int y = 0; y < half; y++) {
+                    for (int x = 0; x < half; x++) {
+                        rgb[((g / grid) * half + y) * size + (g % grid) * half + x] = colour;
+                    }
+                }
+            }
+            out.add(normalized(rgb, size));
+        }
+        return out;
+    }
+
+    @Test
+    void aGridRunLearnsWhereInThePatchEachColourLies() {
+        LlavaConfig cfg = TinyModels.config();
+        List<float[]> images = quarteredImages(cfg, 48, 4);
+        VisionPretrainer.Options o = new VisionPretrainer.Options(400, 8, 1e-2, 5, 2);
+        VisionPretrainer.Result r = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN, STD, o, null);
+        double first = r.losses().subList(0, 5).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
+        double last = r.losses().subList(395, 400).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
+        assertTrue(first > 1.5, "initial loss near ln 7, got " + first);
+        // three equally likely colours per cell: a feature that knows which colours a patch holds but not
+        // where can do no better than the expected entropy of the four cells' colour counts, 0.783 per cell
+        assertTrue(last < 0.4, "loss " + first + " -> " + last);
+    }
+
     static List<float[]> colouredImages(LlavaConfig cfg, int n, long seed) {
         int size = cfg.visionConfig().imageSize();
         int patch = cfg.visionConfig().patchSize();
