@@ -99,22 +99,23 @@ class VisionPretrainerTest {
                 Arrays.copyOf(withCls, 8));
     }
 
-    /** Images whose patches are split into four cells of independent colours. */
-    static List<float[]> quarteredImages(LlavaConfig cfg, int n, long seed) {
-        int size = cfg.visionConfig().imageSize();
-        int half = cfg.visionConfig().patchSize() / 2;
-        int grid = size / half;
+    /**
+     * Images of square tiles of {@code tile} pixels, each of one of the first {@code colours} palette
+     * colours or grey, equally likely.
+     */
+    static List<float[]> tiledImages(int size, int tile, int colours, int n, long seed) {
+        int grid = size / tile;
         Scene.Colour[] palette = Scene.Colour.values();
         SplittableRandom rng = new SplittableRandom(seed);
         List<float[]> out = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             int[] rgb = new int[size * size];
             for (int g = 0; g < grid * grid; g++) {
-                int k = rng.nextInt(3);
-                int colour = k == 2 ? GREY : palette[k].rgb;
-                for (int y = 0; y < half; y++) {
-                    for (int x = 0; x < half; x++) {
-                        rgb[((g / grid) * half + y) * size + (g % grid) * half + x] = colour;
+                int k = rng.nextInt(colours + 1);
+                int colour = k == colours ? GREY : palette[k].rgb;
+                for (int y = 0; y < tile; y++) {
+                    for (int x = 0; x < tile; x++) {
+                        rgb[((g / grid) * tile + y) * size + (g % grid) * tile + x] = colour;
                     }
                 }
             }
@@ -126,7 +127,8 @@ class VisionPretrainerTest {
     @Test
     void aGridRunLearnsWhereInThePatchEachColourLies() {
         LlavaConfig cfg = TinyModels.config();
-        List<float[]> images = quarteredImages(cfg, 48, 4);
+        // patches cut into four cells of red, blue or grey
+        List<float[]> images = tiledImages(cfg.visionConfig().imageSize(), cfg.visionConfig().patchSize() / 2, 2, 48, 4);
         VisionPretrainer.Options o = new VisionPretrainer.Options(400, 8, 1e-2, 5, 2);
         VisionPretrainer.Result r = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN, STD, o, null);
         double first = r.losses().subList(0, 5).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
@@ -137,27 +139,9 @@ class VisionPretrainerTest {
         assertTrue(last < 0.4, "loss " + first + " -> " + last);
     }
 
+    /** Images whose patches each have one colour of the palette or grey. */
     static List<float[]> colouredImages(LlavaConfig cfg, int n, long seed) {
-        int size = cfg.visionConfig().imageSize();
-        int patch = cfg.visionConfig().patchSize();
-        int grid = size / patch;
-        Scene.Colour[] palette = Scene.Colour.values();
-        SplittableRandom rng = new SplittableRandom(seed);
-        List<float[]> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            int[] rgb = new int[size * size];
-            for (int g = 0; g < grid * grid; g++) {
-                int k = rng.nextInt(palette.length + 1);
-                int colour = k == palette.length ? GREY : palette[k].rgb;
-                for (int y = 0; y < patch; y++) {
-                    for (int x = 0; x < patch; x++) {
-                        rgb[((g / grid) * patch + y) * size + (g % grid) * patch + x] = colour;
-                    }
-                }
-            }
-            out.add(normalized(rgb, size));
-        }
-        return out;
+        return tiledImages(cfg.visionConfig().imageSize(), cfg.visionConfig().patchSize(), Scene.Colour.values().length, n, seed);
     }
 
     @Test
