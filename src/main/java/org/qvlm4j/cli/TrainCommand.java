@@ -274,6 +274,10 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--vision-pretrain-grid " + visionPretrainGrid + " must divide the patch size "
                     + patchSide);
         }
+        if (visionPretrainGrid != 1 && visionPretrainSteps == 0) {
+            throw new IllegalArgumentException("--vision-pretrain-grid " + visionPretrainGrid
+                    + " needs --vision-pretrain-steps N > 0 (the grid is a setting of that stage)");
+        }
         VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
                 visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid);
 

@@ -264,6 +264,10 @@ class TrainCommandTest {
         assertEquals(TrainCommand.EXIT_BAD_INPUT, grid.code);
         assertTrue(grid.err.contains("--vision-pretrain-grid 3") && grid.err.contains("patch size 8"), grid.err);
         assertFalse(Files.exists(badGrid), "refused before anything is written");
+        Result noStage = run(args(badGrid, "--vision-pretrain-grid", "2"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, noStage.code);
+        assertTrue(noStage.err.contains("needs --vision-pretrain-steps"), noStage.err);
+        assertFalse(Files.exists(badGrid), "refused before anything is written");
         Result rest = run(args(frozen, "--freeze-vision", "--resume"));
         assertEquals(0, rest.code, rest.err);
         JsonNode manifest = new ObjectMapper().readTree(Files.readString(frozen.resolve("train_manifest.json")));
