@@ -47,8 +47,9 @@ public final class SynthCommand implements Callable<Integer> {
     @Option(names = "--solutions", defaultValue = "plain", paramLabel = "STYLE",
             description = "Solution text of the families that compare several items: plain (one sentence), steps "
                     + "(a chain of local steps), positions (steps, and the map questions as a running comparison "
-                    + "of the squares' positions) or described (positions, and every solution of a problem with a picture "
-                    + "opening with a description of it); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
+                    + "of the squares' positions), described (positions, and every solution of a problem with a picture "
+                    + "opening with a description of it) or coordinates (steps, and the map questions as a running "
+                    + "comparison of the squares' row or column numbers on an 8 x 8 grid); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
     String solutions;
 
     @Override

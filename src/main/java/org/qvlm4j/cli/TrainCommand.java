@@ -160,6 +160,10 @@ public final class TrainCommand implements Callable<Integer> {
             + "G must divide the patch size (default: ${DEFAULT-VALUE}, the patch's colour).")
     int visionPretrainGrid;
 
+    @Option(names = "--vision-pretrain-places", description = "In the perception stage, also name each patch's row and "
+            + "column on the patch grid, so that the frozen features say where a colour is, not only which.")
+    boolean visionPretrainPlaces;
+
     @Option(names = "--pack", defaultValue = "1", description = "Examples per forward: each batch is run as packs of this many "
             + "examples stacked into one sequence of rows (larger products; attention stays within each example). "
             + "Results depend on it (summation order); default: ${DEFAULT-VALUE}.")
@@ -278,8 +282,13 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--vision-pretrain-grid " + visionPretrainGrid
                     + " needs --vision-pretrain-steps N > 0 (the grid is a setting of that stage)");
         }
+        if (visionPretrainPlaces && visionPretrainSteps == 0) {
+            throw new IllegalArgumentException("--vision-pretrain-places needs --vision-pretrain-steps N > 0 (the places are "
+                    + "a setting of that stage)");
+        }
         VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
-                visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid);
+                visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid,
+                visionPretrainPlaces);
 
         ScienceQaDataset dataset = ScienceQaDataset.load(data);
         List<ScienceQaProblem> problems = dataset.split(split);
@@ -420,6 +429,7 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("batch", o.batch());
         m.put("lr", o.lr());
         m.put("grid", o.grid());
+        m.put("places", o.places());
         m.put("images", images.size());
         m.put("first_loss", r.losses().getFirst());
         m.put("final_loss", r.losses().getLast());

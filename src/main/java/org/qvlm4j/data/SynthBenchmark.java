@@ -11,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -154,7 +155,17 @@ public final class SynthBenchmark {
          * description of it: each shape's size, colour and place in reading order ("The picture has a
          * red square at top left, a large blue circle at center and a green cross at bottom.").
          */
-        DESCRIBED;
+        DESCRIBED,
+        /**
+         * {@link #STEPS}, and the map questions solved by a running comparison of the squares'
+         * coordinates along the asked direction: the row of an eighth of the picture, counted from 1 at
+         * the top, that holds the square's centre for north and south, its column counted from 1 at
+         * the left for east and west, keeping the farthest (or farthest two) so far, over the squares
+         * in the order of {@link #POSITIONS} ("red 6. blue 2: blue 2. green 4: blue 2. So the blue square
+         * is farthest north."). The model reads each square's place from the picture and writes it as
+         * a number, then compares numbers as in the text families.
+         */
+        COORDINATES;
 
         /** Key of the training manifest ({@code train_manifest.json}) naming the solutions its data had. */
         public static final String TRAIN_MANIFEST_KEY = "data_solutions";
@@ -210,7 +221,8 @@ public final class SynthBenchmark {
                     return v;
                 }
             }
-            throw new IllegalArgumentException(where + ": expected 'plain' or 'steps', got '" + value + "'");
+            throw new IllegalArgumentException(where + ": expected one of " + Arrays.stream(values())
+                    .map(v -> "'" + v.name().toLowerCase(Locale.ROOT) + "'").toList() + ", got '" + value + "'");
         }
     }
 
@@ -292,6 +304,37 @@ public final class SynthBenchmark {
         return sb.toString();
     }
 
+    /** Rows and columns of the grid the coordinate solutions name a square's place on. */
+    static final int COORDINATE_CELLS = 8;
+
+    /**
+     * The coordinate of a square along a direction on the {@value #COORDINATE_CELLS}-cell grid: the row
+     * of its centre (1 at the top) for north and south, the column (1 at the left) for east and west.
+     */
+    static int coordinate(int size, String direction, Scene.SceneObject o) {
+        int c = direction.equals("north") || direction.equals("south") ? o.cy() : o.cx();
+        return Math.min(COORDINATE_CELLS - 1, c * COORDINATE_CELLS / size) + 1;
+    }
+
+    /**
+     * {@link #runningComparison} over the colours of the given squares, in their order, by their
+     * {@link #coordinate}s, keeping the farthest along the direction (ties keep the truly farther first).
+     */
+    private String runningCoordinates(List<Scene.SceneObject> squares, String direction, int keep) {
+        List<Scene.SceneObject> far = squares.stream()
+                .sorted(Comparator.comparingInt((Scene.SceneObject o) -> towards(direction, o)).reversed()).toList();
+        // rank by the hidden position; the numbers shown are the grid coordinates
+        List<String> names = new ArrayList<>();
+        List<Integer> values = new ArrayList<>();
+        List<Integer> rank = new ArrayList<>();
+        for (Scene.SceneObject o : squares) {
+            names.add(o.colour().word);
+            values.add(coordinate(imageSize, direction, o));
+            rank.add(far.indexOf(o));
+        }
+        return runningComparison(names, values, rank, keep);
+    }
+
     /** {@link #runningOrder} over the colours of the given squares, in their order, by position along the direction. */
     private static String runningOrder(List<Scene.SceneObject> squares, String direction, int keep) {
         List<String> names = new ArrayList<>();
@@ -308,11 +351,20 @@ public final class SynthBenchmark {
      * entries (largest value first when largest, else smallest first): "a 9. b 8: b 8, a 9. ...".
      */
     static String runningComparison(List<String> names, List<Integer> values, boolean largest, int keep) {
+        List<Integer> rank = values.stream().map(v -> largest ? -v : v).toList();
+        return runningComparison(names, values, rank, keep);
+    }
+
+    /**
+     * A running comparison over (name, value) pairs in the given order, keeping the keep entries of
+     * lowest rank, lowest first, and writing each with its value.
+     */
+    static String runningComparison(List<String> names, List<Integer> values, List<Integer> rank, int keep) {
         List<Integer> best = new ArrayList<>();
         StringBuilder sb = new StringBuilder();
         for (int i = 0; i < names.size(); i++) {
             best.add(i);
-            best.sort(Comparator.comparing((Integer j) -> largest ? -values.get(j) : values.get(j)));
+            best.sort(Comparator.comparing(rank::get));
             if (best.size() > keep) {
                 best.removeLast();
             }
@@ -1068,6 +1120,12 @@ public final class SynthBenchmark {
                     .sorted(Comparator.comparingInt((Scene.SceneObject o) -> o.colour().ordinal())).toList();
             d.solution = runningOrder(byColour, dir, rank + 1) + " So the " + d.answer + " square is " + far + ".";
         }
+        if (solutions == Solutions.COORDINATES) {
+            List<Scene.SceneObject> byColour = d.scene.objects().subList(0, n).stream()
+                    .sorted(Comparator.comparingInt((Scene.SceneObject o) -> o.colour().ordinal())).toList();
+            d.solution = runningCoordinates(byColour, dir, rank + 1) + " So the " + d.answer + " square is " + far
+                    + ".";
+        }
         return d;
     }
 
@@ -1101,6 +1159,11 @@ public final class SynthBenchmark {
             String c = sq.get(rank).colour().word;
             d.solution = runningOrder(d.scene.objects().subList(0, n), dir, rank + 1) + " So the " + c + " square is "
                     + far + ". " + d.answer + " is the " + c + " square.";
+        }
+        if (solutions == Solutions.COORDINATES) {
+            String c = sq.get(rank).colour().word;
+            d.solution = runningCoordinates(d.scene.objects().subList(0, n), dir, rank + 1) + " So the " + c
+                    + " square is " + far + ". " + d.answer + " is the " + c + " square.";
         }
         return d;
     }

@@ -35,6 +35,13 @@ import org.qvlm4j.train.optim.GradClip;
  * lies (at 64 px with patches of 8, G = 2 resolves the 4-pixel margins the benchmark's maps keep
  * between squares). G = 1 is the patch colour alone.
  *
+ * <p>With places ({@link Options#places}) a second linear head names every patch feature's row and
+ * column on the patch grid ({@link #placeLabels}), its cross-entropy added to the colour loss. The
+ * colour labels alone let the tower drop the position embedding: a linear probe reads a coloured
+ * patch's row from such features at chance (about 14% on 8 rows), so a language model over the
+ * frozen features can tell which colours a picture holds but not where; with places each feature
+ * says both, as CLIP's features do.
+ *
  * <p>Steps draw batches of images by a seeded shuffle per pass, run them as one packed forward,
  * clip the global gradient norm at 1 and take an AdamW step (decay 0.01 on matrices) on a cosine
  * schedule with 5% warm-up down to 10% of the peak rate. The same model, images, options and seed
@@ -54,13 +61,19 @@ public final class VisionPretrainer {
      * @param lr    peak learning rate
      * @param seed  seed of the head's initialisation and of the shuffles
      * @param grid  cells per patch side, each with its own label (1: the patch colour)
+     * @param places also name every patch feature's row and column
      */
-    public record Options(int steps, int batch, double lr, long seed, int grid) {
+    public record Options(int steps, int batch, double lr, long seed, int grid, boolean places) {
         public Options {
             if (steps < 1 || batch < 1 || !(lr > 0) || grid < 1) {
                 throw new IllegalArgumentException("vision pretraining: need steps >= 1, batch >= 1, lr > 0, grid >= 1; got steps="
                         + steps + " batch=" + batch + " lr=" + lr + " grid=" + grid);
             }
+        }
+
+        /** Colour labels on a grid of cells, no places. */
+        public Options(int steps, int batch, double lr, long seed, int grid) {
+            this(steps, batch, lr, seed, grid, false);
         }
 
         /** One label per patch. */
@@ -175,6 +188,26 @@ public final class VisionPretrainer {
         return l;
     }
 
+    /**
+     * The row and column of every image feature's patch on the (S/patch)-wide grid, feature-major
+     * ({@code [2 f] = row, [2 f + 1] = column}, patches in raster order), with {@link Ops#IGNORE_INDEX}
+     * for a class token.
+     */
+    static int[] placeLabels(int size, int patch, boolean cls) {
+        int side = size / patch;
+        int first = cls ? 1 : 0;
+        int[] l = new int[2 * (side * side + first)];
+        if (cls) {
+            l[0] = Ops.IGNORE_INDEX;
+            l[1] = Ops.IGNORE_INDEX;
+        }
+        for (int p = 0; p < side * side; p++) {
+            l[2 * (first + p)] = p / side;
+            l[2 * (first + p) + 1] = p % side;
+        }
+        return l;
+    }
+
     /** Trains the model's vision tower and projector in place on the images (each (C, S, S)). */
     public static Result run(TrainableLlava model, List<float[]> images, double[] mean, double[] std, Options o,
                              Listener listener) {
@@ -206,6 +239,20 @@ public final class VisionPretrainer {
         Tensor headB = Tensor.param("head.bias", new float[g2 * CLASSES], g2 * CLASSES);
         List<Tensor> decay = new ArrayList<>(List.of(headW));
         List<Tensor> noDecay = new ArrayList<>(List.of(headB));
+        int side = size / patch;
+        int[] places = o.places() ? placeLabels(size, patch, cls) : null;
+        Tensor placeW = null;
+        Tensor placeB = null;
+        if (o.places()) {
+            float[] pw = new float[2 * side * D];
+            for (int i = 0; i < pw.length; i++) {
+                pw[i] = (float) (init.nextGaussian() * TrainableLlava.INIT_STD);
+            }
+            placeW = Tensor.param("place_head.weight", pw, 2 * side, D);
+            placeB = Tensor.param("place_head.bias", new float[2 * side], 2 * side);
+            decay.add(placeW);
+            noDecay.add(placeB);
+        }
         for (var e : model.parameters().entrySet()) {
             if (e.getKey().startsWith("vision_tower.") || e.getKey().startsWith("multi_modal_projector.")) {
                 (e.getValue().rank() >= 2 ? decay : noDecay).add(e.getValue());
@@ -243,6 +290,15 @@ public final class VisionPretrainer {
                 logits = Ops.reshape(tape, logits, logits.shape()[0] * g2, CLASSES);
             }
             Tensor loss = Ops.crossEntropy(tape, logits, targets);
+            if (places != null) {
+                int rows = batch.size() * F;
+                int[] placeTargets = new int[rows * 2];
+                for (int b = 0; b < batch.size(); b++) {
+                    System.arraycopy(places, 0, placeTargets, b * F * 2, F * 2);
+                }
+                Tensor where = Ops.reshape(tape, Ops.linear(tape, features, placeW, placeB), rows * 2, side);
+                loss = Ops.add(tape, loss, Ops.crossEntropy(tape, where, placeTargets));
+            }
             tape.backward(loss);
             GradClip.clipByGlobalNorm(params, 1.0);
             opt.step(schedule.lr(step));

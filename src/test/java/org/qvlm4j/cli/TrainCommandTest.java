@@ -220,6 +220,7 @@ class TrainCommandTest {
         JsonNode manifest = new ObjectMapper().readTree(Files.readString(whole.resolve("train_manifest.json")));
         assertEquals(3, manifest.get("vision_pretrain").get("steps").asInt());
         assertEquals(1, manifest.get("vision_pretrain").get("grid").asInt());
+        assertFalse(manifest.get("vision_pretrain").get("places").asBoolean());
         assertEquals(2, manifest.get("pack").asInt());
         assertTrue(Files.isRegularFile(whole.resolve("vision_pretrain.json")));
         assertFalse(Arrays.equals(Files.readAllBytes(straight.resolve("model.safetensors")),
@@ -268,6 +269,16 @@ class TrainCommandTest {
         assertEquals(TrainCommand.EXIT_BAD_INPUT, noStage.code);
         assertTrue(noStage.err.contains("needs --vision-pretrain-steps"), noStage.err);
         assertFalse(Files.exists(badGrid), "refused before anything is written");
+        Result noPlaces = run(args(badGrid, "--vision-pretrain-places"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, noPlaces.code);
+        assertTrue(noPlaces.err.contains("--vision-pretrain-places needs --vision-pretrain-steps"), noPlaces.err);
+        assertFalse(Files.exists(badGrid), "refused before anything is written");
+        Path placed = shared.resolve("pretrain-places");
+        Result withPlaces = run(args(placed, "--vision-pretrain-steps", "2", "--vision-pretrain-batch", "4",
+                "--vision-pretrain-places", "--max-steps", "1"));
+        assertEquals(0, withPlaces.code, withPlaces.err);
+        JsonNode placedManifest = new ObjectMapper().readTree(Files.readString(placed.resolve("train_manifest.json")));
+        assertTrue(placedManifest.get("vision_pretrain").get("places").asBoolean(), placedManifest.toString());
         Result rest = run(args(frozen, "--freeze-vision", "--resume"));
         assertEquals(0, rest.code, rest.err);
         JsonNode manifest = new ObjectMapper().readTree(Files.readString(frozen.resolve("train_manifest.json")));

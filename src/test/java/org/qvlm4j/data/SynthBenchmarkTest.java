@@ -544,6 +544,80 @@ class SynthBenchmarkTest {
     }
 
     @Test
+    void coordinatesAreEighthsOfThePicture() {
+        Scene.SceneObject o = new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.RED, 63, 8, 3, false);
+        assertEquals(2, SynthBenchmark.coordinate(64, "north", o));
+        assertEquals(2, SynthBenchmark.coordinate(64, "south", o));
+        assertEquals(8, SynthBenchmark.coordinate(64, "east", o));
+        assertEquals(8, SynthBenchmark.coordinate(64, "west", o));
+        Scene.SceneObject p = new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.RED, 0, 7, 3, false);
+        assertEquals(1, SynthBenchmark.coordinate(64, "north", p));
+        assertEquals(1, SynthBenchmark.coordinate(64, "west", p));
+        assertEquals(4, SynthBenchmark.coordinate(96, "north",
+                new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.RED, 0, 47, 3, false)));
+    }
+
+    /**
+     * Coordinate solutions: the same problems as the step solutions; the map questions write every
+     * square with its row or column on the 8 x 8 grid (recomputed here from the scene), in colour
+     * order or the key's order, and each state keeps the squares farthest along the direction so far.
+     */
+    @Test
+    void coordinateSolutionsCompareTheSquaresRowsOrColumns() {
+        SynthBenchmark st = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.STEPS);
+        SynthBenchmark co = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.COORDINATES);
+        Map<String, Integer> checked = new java.util.TreeMap<>();
+        int ties = 0;
+        for (int i = 0; i < N; i++) {
+            Sample a = st.sample("train", i, Integer.toString(i + 1));
+            Sample b = co.sample("train", i, Integer.toString(i + 1));
+            assertEquals(a.scene(), b.scene());
+            ScienceQaProblem pa = a.problem();
+            ScienceQaProblem pb = b.problem();
+            assertEquals(pa.question() + pa.choices() + pa.answer() + pa.hint(),
+                    pb.question() + pb.choices() + pb.answer() + pb.hint());
+            String t = a.template().replaceAll("\\.(easy|hard)$", "");
+            if (!t.equals("soc.image.map") && !t.equals("soc.both.map")) {
+                assertEquals(pa.solution(), pb.solution(), t);
+                continue;
+            }
+            String dir = pb.question().replaceAll(".*farthest (\\w+)\\?", "$1");
+            int keep = pb.question().contains("second farthest") ? 2 : 1;
+            boolean vertical = dir.equals("north") || dir.equals("south");
+            Map<String, Integer> cell = new HashMap<>();
+            Map<String, Integer> along = new HashMap<>();
+            for (Scene.SceneObject o : b.scene().objects()) {
+                if (o.shape() == Scene.Shape.SQUARE) {
+                    cell.put(o.colour().word, (vertical ? o.cy() : o.cx()) * 8 / SIZE + 1);
+                    along.put(o.colour().word, SynthBenchmark.towards(dir, o));
+                }
+            }
+            String sol = pb.solution();
+            String[] parts = sol.substring(0, sol.indexOf(" So ")).split("\\. ?");
+            List<String> order = new ArrayList<>();
+            for (String part : parts) {
+                String[] sides = part.split(": ");
+                String[] first = sides[0].split(", ")[0].split(" ");
+                assertEquals(cell.get(first[0]), Integer.valueOf(first[1]), sol);
+                order.add(first[0]);
+                List<String> want = order.stream().sorted(Comparator.comparing((String c) -> -along.get(c)))
+                        .limit(keep).map(c -> c + " " + cell.get(c)).toList();
+                assertEquals(want, List.of(sides[sides.length - 1].split(", ")), sol);
+            }
+            assertEquals(cell.size(), order.size(), sol);
+            List<String> ranked = order.stream().sorted(Comparator.comparing((String c) -> -along.get(c))).toList();
+            ties += cell.get(ranked.get(keep - 1)).equals(cell.get(ranked.get(keep))) ? 1 : 0;
+            String tail = t.equals("soc.image.map") ? " So the " + pb.choices().get(pb.answer()) + " square is "
+                    + (keep == 2 ? "second " : "") + "farthest " + dir + "." : " So t" + pa.solution().substring(1);
+            assertTrue(sol.endsWith(tail), sol);
+            checked.merge(t, 1, Integer::sum);
+        }
+        assertEquals(java.util.Set.of("soc.both.map", "soc.image.map"), checked.keySet(), checked.toString());
+        int maps = checked.values().stream().mapToInt(Integer::intValue).sum();
+        assertTrue(ties < maps / 4, ties + " of " + maps + " answers share their cell with the next square");
+    }
+
+    @Test
     void placesAreThirdsOfThePicture() {
         assertEquals("top left", SynthBenchmark.place(60, 0, 19));
         assertEquals("top", SynthBenchmark.place(60, 20, 0));

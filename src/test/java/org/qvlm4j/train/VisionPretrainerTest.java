@@ -139,6 +139,32 @@ class VisionPretrainerTest {
         assertTrue(last < 0.4, "loss " + first + " -> " + last);
     }
 
+    @Test
+    void placeLabelsAreEachPatchsRowAndColumn() {
+        assertArrayEquals(new int[] {0, 0, 0, 1, 0, 2, 1, 0, 1, 1, 1, 2, 2, 0, 2, 1, 2, 2},
+                VisionPretrainer.placeLabels(24, 8, false));
+        int[] withCls = VisionPretrainer.placeLabels(16, 8, true);
+        int ig = org.qvlm4j.tensor.Ops.IGNORE_INDEX;
+        assertArrayEquals(new int[] {ig, ig, 0, 0, 0, 1, 1, 0, 1, 1}, withCls);
+    }
+
+    @Test
+    void aPlacesRunLearnsWhereEachPatchIs() {
+        LlavaConfig cfg = TinyModels.config();
+        int side = cfg.visionConfig().imageSize() / cfg.visionConfig().patchSize();
+        List<float[]> images = colouredImages(cfg, 48, 3);
+        VisionPretrainer.Options o = new VisionPretrainer.Options(800, 8, 1e-2, 5, 1, true);
+        VisionPretrainer.Result r = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN, STD, o, null);
+        double first = r.losses().subList(0, 5).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
+        double last = r.losses().subList(795, 800).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
+        // colour (ln 7) plus place (ln side) at the start; a feature blind to its place stays above ln side
+        assertTrue(first > 1.5 + Math.log(side) - 0.3, "initial loss near ln 7 + ln " + side + ", got " + first);
+        assertTrue(last < 0.1 * Math.log(side), "loss " + first + " -> " + last);
+        VisionPretrainer.Result again = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN,
+                STD, o, null);
+        assertEquals(r.losses(), again.losses(), "same seed, same losses");
+    }
+
     /** Images whose patches each have one colour of the palette or grey. */
     static List<float[]> colouredImages(LlavaConfig cfg, int n, long seed) {
         return tiledImages(cfg.visionConfig().imageSize(), cfg.visionConfig().patchSize(), Scene.Colour.values().length, n, seed);
