@@ -18,11 +18,13 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code qvlm4j probe --model DIR --data DIR}: how well a model's image features name each patch's
- * palette colour ({@link ColourProbe}), against the raw pixels. Exit code 2 for bad input.
+ * {@code qvlm4j probe --model DIR --data DIR [--target colour|row|column]}: how well a model's image
+ * features name each patch's palette colour, or its row or column ({@link ColourProbe}), against the
+ * raw pixels. Exit code 2 for bad input.
  */
 @Command(name = "probe", mixinStandardHelpOptions = true,
-        description = "Linear probe of a model's image features: does each patch's feature still say which palette colour covers it?")
+        description = "Linear probe of a model's image features: does each patch's feature still say which palette colour covers it, "
+                + "or where the patch is?")
 final class ProbeCommand implements Callable<Integer> {
     static final int EXIT_BAD_INPUT = 2;
 
@@ -41,6 +43,10 @@ final class ProbeCommand implements Callable<Integer> {
     @Option(names = "--score", defaultValue = "500", description = "Further pictures it is scored on (default: ${DEFAULT-VALUE}).")
     int score;
 
+    @Option(names = "--target", defaultValue = "colour", description = "What the probe names: colour (the palette colour "
+            + "covering the patch), row or column (the patch's place on the patch grid); default: ${DEFAULT-VALUE}.")
+    String target;
+
     @Option(names = "--seed", defaultValue = "0", description = "Seed of the probe's shuffles (default: ${DEFAULT-VALUE}).")
     long seed;
 
@@ -52,6 +58,7 @@ final class ProbeCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         try {
+            ColourProbe.Target t = ColourProbe.Target.parse("--target", target);
             if (fit < 1 || score < 1) {
                 throw new IllegalArgumentException("--fit and --score must be >= 1, got " + fit + " and " + score);
             }
@@ -74,9 +81,9 @@ final class ProbeCommand implements Callable<Integer> {
             ColourProbe.Result r;
             try (LlavaModel m = LlavaModel.load(model)) {
                 r = ColourProbe.run(m.config(), images, fit, proc.config().imageMean(), proc.config().imageStd(),
-                        m::imageFeatures, seed);
+                        m::imageFeatures, seed, t);
             }
-            out.printf("colour probe: %d pictures fitted, %d scored (%d patches, %d coloured)%n", fit, score,
+            out.printf("%s probe: %d pictures fitted, %d scored (%d patches, %d coloured)%n", t.name().toLowerCase(java.util.Locale.ROOT), fit, score,
                     r.features().patches(), r.features().coloured());
             out.println("| input | all patches | coloured patches |");
             out.println("|---|---|---|");

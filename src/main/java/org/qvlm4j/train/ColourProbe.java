@@ -13,12 +13,32 @@ import org.qvlm4j.io.config.LlavaConfig;
  * a feature could at best pass on linearly). A feature that scores far below the pixels has lost
  * which colour is where, which the benchmark's picture questions ask.
  *
+ * <p>The target can also be the patch's row or column on the patch grid ({@link Target}): a feature
+ * that names its colour but not its row lets a language model tell which colours a picture holds,
+ * not where they are (the maps). The scores over coloured patches are then over the patches that
+ * have a palette colour, as for the colour target.
+ *
  * <p>Fit: inputs standardised with the fitting set's mean and std, plain SGD on the cross-entropy
  * (one patch at a time, learning rate 0.05 falling by 0.6 per pass, 8 passes, order shuffled by the
  * seed). The same inputs and seed give the same numbers.
  */
 public final class ColourProbe {
     private static final int PASSES = 8;
+
+    /** What the probe names: the patch's palette colour, its row or its column on the patch grid. */
+    public enum Target {
+        COLOUR, ROW, COLUMN;
+
+        /** The target of a lower-case name; the error names the option. */
+        public static Target parse(String option, String value) {
+            for (Target t : values()) {
+                if (t.name().equalsIgnoreCase(value)) {
+                    return t;
+                }
+            }
+            throw new IllegalArgumentException(option + ": expected 'colour', 'row' or 'column', got '" + value + "'");
+        }
+    }
 
     /**
      * Accuracy over all scored patches and over the coloured ones (label other than none).
@@ -44,6 +64,12 @@ public final class ColourProbe {
      */
     public static Result run(LlavaConfig cfg, List<float[]> images, int fit, double[] mean, double[] std,
                              Function<float[], float[]> featuresOf, long seed) {
+        return run(cfg, images, fit, mean, std, featuresOf, seed, Target.COLOUR);
+    }
+
+    /** {@link #run} naming the given target. */
+    public static Result run(LlavaConfig cfg, List<float[]> images, int fit, double[] mean, double[] std,
+                             Function<float[], float[]> featuresOf, long seed, Target target) {
         if (fit < 1 || fit >= images.size()) {
             throw new IllegalArgumentException("colour probe: need 1 <= fitting images < " + images.size() + ", got " + fit);
         }
@@ -55,6 +81,7 @@ public final class ColourProbe {
         int skip = F - P; // a class token first under the "full" strategy
         int n = images.size() * P;
         int[] labels = new int[n];
+        boolean[] coloured = new boolean[n];
         float[][] feats = new float[n][];
         float[][] raw = new float[n][];
         for (int i = 0; i < images.size(); i++) {
@@ -64,7 +91,12 @@ public final class ColourProbe {
             int D = f.length / F;
             for (int p = 0; p < P; p++) {
                 int row = i * P + p;
-                labels[row] = l[p];
+                coloured[row] = l[p] != 0;
+                labels[row] = switch (target) {
+                    case COLOUR -> l[p];
+                    case ROW -> p / grid;
+                    case COLUMN -> p % grid;
+                };
                 feats[row] = Arrays.copyOfRange(f, (skip + p) * D, (skip + p + 1) * D);
                 float[] r = new float[3 * patch * patch];
                 int gy = p / grid;
@@ -80,12 +112,13 @@ public final class ColourProbe {
             }
         }
         int split = fit * P;
-        return new Result(probe(feats, labels, split, seed), probe(raw, labels, split, seed));
+        int classes = target == Target.COLOUR ? VisionPretrainer.CLASSES : grid;
+        return new Result(probe(feats, labels, coloured, classes, split, seed),
+                probe(raw, labels, coloured, classes, split, seed));
     }
 
-    private static Score probe(float[][] x, int[] y, int split, long seed) {
+    private static Score probe(float[][] x, int[] y, boolean[] colouredPatch, int C, int split, long seed) {
         int d = x[0].length;
-        int C = VisionPretrainer.CLASSES;
         double[] mu = new double[d];
         double[] sd = new double[d];
         for (int i = 0; i < split; i++) {
@@ -154,7 +187,7 @@ public final class ColourProbe {
             }
             boolean ok = arg == y[i];
             right += ok ? 1 : 0;
-            if (y[i] != 0) {
+            if (colouredPatch[i]) {
                 coloured++;
                 colouredRight += ok ? 1 : 0;
             }

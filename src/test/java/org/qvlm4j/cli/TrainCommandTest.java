@@ -293,6 +293,16 @@ class TrainCommandTest {
             "--fit", "3", "--score", "2"}, new PrintWriter(out, true), new PrintWriter(err, true));
         assertEquals(0, code, err.toString());
         assertTrue(out.toString().contains("3 pictures fitted, 2 scored") && out.toString().contains("| raw pixels |"), out.toString());
+        StringWriter rows = new StringWriter();
+        code = Main.run(new String[] {"probe", "--model", straight.toString(), "--data", data.toString(), "--split", "train",
+            "--fit", "3", "--score", "2", "--target", "row"}, new PrintWriter(rows, true), new PrintWriter(err, true));
+        assertEquals(0, code, err.toString());
+        assertTrue(rows.toString().startsWith("row probe: 3 pictures fitted"), rows.toString());
+        StringWriter err3 = new StringWriter();
+        code = Main.run(new String[] {"probe", "--model", straight.toString(), "--data", data.toString(), "--target", "size"},
+                new PrintWriter(new StringWriter(), true), new PrintWriter(err3, true));
+        assertEquals(2, code);
+        assertTrue(err3.toString().contains("--target: expected 'colour', 'row' or 'column', got 'size'"), err3.toString());
         StringWriter err2 = new StringWriter();
         code = Main.run(new String[] {"probe", "--model", straight.toString(), "--data", data.toString(), "--split", "train",
             "--fit", "1000"}, new PrintWriter(new StringWriter(), true), new PrintWriter(err2, true));

@@ -53,4 +53,38 @@ class ColourProbeTest {
         assertEquals(lossless.pixels(), blind.pixels(), "the pixel probe does not depend on the features");
         assertEquals(lossless, ColourProbe.run(CFG, images, 300, mean, std, ColourProbeTest::patchPixels, 1), "same seed");
     }
+
+    /** (P, 2 grid) features: one-hot row then one-hot column of each patch, whatever the pixels. */
+    private static float[] places(float[] px) {
+        int grid = CFG.visionConfig().imageSize() / CFG.visionConfig().patchSize();
+        float[] f = new float[grid * grid * 2 * grid];
+        for (int p = 0; p < grid * grid; p++) {
+            f[p * 2 * grid + p / grid] = 1;
+            f[p * 2 * grid + grid + p % grid] = 1;
+        }
+        return f;
+    }
+
+    @Test
+    void rowAndColumnTargetsReadPlacesNotColours() {
+        List<float[]> images = VisionPretrainerTest.colouredImages(CFG, 400, 9);
+        double[] mean = VisionPretrainerTest.MEAN;
+        double[] std = VisionPretrainerTest.STD;
+        int grid = CFG.visionConfig().imageSize() / CFG.visionConfig().patchSize();
+        for (ColourProbe.Target t : List.of(ColourProbe.Target.ROW, ColourProbe.Target.COLUMN)) {
+            ColourProbe.Result placed = ColourProbe.run(CFG, images, 300, mean, std, ColourProbeTest::places, 1, t);
+            assertTrue(placed.features().accuracy() > 0.99 && placed.features().colouredAccuracy() > 0.99, t + " " + placed);
+            // every patch's colour is drawn independently of its place: pixels tell the row no better than chance
+            ColourProbe.Result colours = ColourProbe.run(CFG, images, 300, mean, std, ColourProbeTest::patchPixels, 1, t);
+            assertTrue(colours.features().accuracy() < 1.0 / grid + 0.15, t + " " + colours);
+            assertEquals(colours.features().coloured(), placed.features().coloured(), "the same patches count as coloured");
+        }
+        ColourProbe.Result colour = ColourProbe.run(CFG, images, 300, mean, std, ColourProbeTest::places, 1,
+                ColourProbe.Target.COLOUR);
+        assertTrue(colour.features().colouredAccuracy() < 0.4, "places say nothing of colours: " + colour);
+        assertEquals(ColourProbe.Target.ROW, ColourProbe.Target.parse("--target", "row"));
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> ColourProbe.Target.parse("--target", "size"));
+        assertTrue(e.getMessage().contains("--target") && e.getMessage().contains("'size'"), e.getMessage());
+    }
 }
