@@ -477,30 +477,51 @@ class SynthBenchmarkTest {
     }
 
     /**
-     * Position solutions: the same problems as the step solutions, the map questions with a running
-     * comparison whose every state is the farthest squares of the prefix (positions from the scene),
-     * over the squares in colour order (no key) or in the key's order, ending at the answer.
+     * The map problems of the first N train samples drawn with the step solutions and with the given
+     * style, with each question's direction and how many squares it ranks, after checking that every problem is the same in both and that
+     * only the maps' solutions differ.
      */
-    @Test
-    void positionSolutionsCompareTheSquaresOfTheMapInOrder() {
+    private record MapPair(Sample steps, Sample other, String template, String direction, int keep) {
+    }
+
+    private static List<MapPair> mapPairs(SynthBenchmark.Solutions style) {
         SynthBenchmark st = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.STEPS);
-        SynthBenchmark po = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.POSITIONS);
-        Map<String, Integer> checked = new java.util.TreeMap<>();
+        SynthBenchmark other = new SynthBenchmark(SEED, SIZE, style);
+        List<MapPair> maps = new ArrayList<>();
         for (int i = 0; i < N; i++) {
             Sample a = st.sample("train", i, Integer.toString(i + 1));
-            Sample b = po.sample("train", i, Integer.toString(i + 1));
+            Sample b = other.sample("train", i, Integer.toString(i + 1));
             assertEquals(a.scene(), b.scene());
             ScienceQaProblem pa = a.problem();
             ScienceQaProblem pb = b.problem();
             assertEquals(pa.question() + pa.choices() + pa.answer() + pa.hint(),
                     pb.question() + pb.choices() + pb.answer() + pb.hint());
             String t = a.template().replaceAll("\\.(easy|hard)$", "");
-            if (!t.equals("soc.image.map") && !t.equals("soc.both.map")) {
+            if (t.equals("soc.image.map") || t.equals("soc.both.map")) {
+                maps.add(new MapPair(a, b, t, pb.question().replaceAll(".*farthest (\\w+)\\?", "$1"),
+                        pb.question().contains("second farthest") ? 2 : 1));
+            } else {
                 assertEquals(pa.solution(), pb.solution(), t);
-                continue;
             }
-            String dir = pb.question().replaceAll(".*farthest (\\w+)\\?", "$1");
-            int keep = pb.question().contains("second farthest") ? 2 : 1;
+        }
+        return maps;
+    }
+
+    /**
+     * Position solutions: the same problems as the step solutions, the map questions with a running
+     * comparison whose every state is the farthest squares of the prefix (positions from the scene),
+     * over the squares in colour order (no key) or in the key's order, ending at the answer.
+     */
+    @Test
+    void positionSolutionsCompareTheSquaresOfTheMapInOrder() {
+        Map<String, Integer> checked = new java.util.TreeMap<>();
+        for (MapPair pair : mapPairs(SynthBenchmark.Solutions.POSITIONS)) {
+            Sample b = pair.other();
+            ScienceQaProblem pa = pair.steps().problem();
+            ScienceQaProblem pb = b.problem();
+            String t = pair.template();
+            String dir = pair.direction();
+            int keep = pair.keep();
             List<Scene.SceneObject> squares = b.scene().objects().stream()
                     .filter(o -> o.shape() == Scene.Shape.SQUARE).toList();
             Map<String, Integer> along = new HashMap<>();
@@ -564,25 +585,15 @@ class SynthBenchmarkTest {
      */
     @Test
     void coordinateSolutionsCompareTheSquaresRowsOrColumns() {
-        SynthBenchmark st = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.STEPS);
-        SynthBenchmark co = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.COORDINATES);
         Map<String, Integer> checked = new java.util.TreeMap<>();
         int ties = 0;
-        for (int i = 0; i < N; i++) {
-            Sample a = st.sample("train", i, Integer.toString(i + 1));
-            Sample b = co.sample("train", i, Integer.toString(i + 1));
-            assertEquals(a.scene(), b.scene());
-            ScienceQaProblem pa = a.problem();
+        for (MapPair pair : mapPairs(SynthBenchmark.Solutions.COORDINATES)) {
+            Sample b = pair.other();
+            ScienceQaProblem pa = pair.steps().problem();
             ScienceQaProblem pb = b.problem();
-            assertEquals(pa.question() + pa.choices() + pa.answer() + pa.hint(),
-                    pb.question() + pb.choices() + pb.answer() + pb.hint());
-            String t = a.template().replaceAll("\\.(easy|hard)$", "");
-            if (!t.equals("soc.image.map") && !t.equals("soc.both.map")) {
-                assertEquals(pa.solution(), pb.solution(), t);
-                continue;
-            }
-            String dir = pb.question().replaceAll(".*farthest (\\w+)\\?", "$1");
-            int keep = pb.question().contains("second farthest") ? 2 : 1;
+            String t = pair.template();
+            String dir = pair.direction();
+            int keep = pair.keep();
             boolean vertical = dir.equals("north") || dir.equals("south");
             Map<String, Integer> cell = new HashMap<>();
             Map<String, Integer> along = new HashMap<>();
