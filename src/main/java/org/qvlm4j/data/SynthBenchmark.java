@@ -1115,16 +1115,11 @@ public final class SynthBenchmark {
         d.scene.objects().forEach(o -> d.preferred.add(o.colour().word));
         colours().forEach(c -> d.extra.add(c.word));
         d.solution = "The " + d.answer + " square is " + far + ".";
-        if (positions()) {
+        if (positions() || solutions == Solutions.COORDINATES) {
             List<Scene.SceneObject> byColour = d.scene.objects().subList(0, n).stream()
                     .sorted(Comparator.comparingInt((Scene.SceneObject o) -> o.colour().ordinal())).toList();
-            d.solution = runningOrder(byColour, dir, rank + 1) + " So the " + d.answer + " square is " + far + ".";
-        }
-        if (solutions == Solutions.COORDINATES) {
-            List<Scene.SceneObject> byColour = d.scene.objects().subList(0, n).stream()
-                    .sorted(Comparator.comparingInt((Scene.SceneObject o) -> o.colour().ordinal())).toList();
-            d.solution = runningCoordinates(byColour, dir, rank + 1) + " So the " + d.answer + " square is " + far
-                    + ".";
+            String steps = positions() ? runningOrder(byColour, dir, rank + 1) : runningCoordinates(byColour, dir, rank + 1);
+            d.solution = steps + " So the " + d.answer + " square is " + far + ".";
         }
         return d;
     }
