@@ -1118,7 +1118,8 @@ public final class SynthBenchmark {
         if (positions() || solutions == Solutions.COORDINATES) {
             List<Scene.SceneObject> byColour = d.scene.objects().subList(0, n).stream()
                     .sorted(Comparator.comparingInt((Scene.SceneObject o) -> o.colour().ordinal())).toList();
-            String steps = positions() ? runningOrder(byColour, dir, rank + 1) : runningCoordinates(byColour, dir, rank + 1);
+            String steps = positions() ? runningOrder(byColour, dir, rank + 1)
+                    : runningCoordinates(byColour, dir, rank + 1);
             d.solution = steps + " So the " + d.answer + " square is " + far + ".";
         }
         return d;
