@@ -33,8 +33,9 @@ public final class Linear {
     private WeightMatrix lowRankV; // (r, K) or null
     // One copy buffer per thread: evaluation workers share the model, each with its own session.
     private final ThreadLocal<float[]> inCopy = ThreadLocal.withInitial(() -> new float[0]);
-    private float[] lowRankMid = new float[0];
-    private float[] lowRankOut = new float[0];
+    // per thread: sessions on several threads run the same layer at once
+    private final ThreadLocal<float[]> lowRankMid = ThreadLocal.withInitial(() -> new float[0]);
+    private final ThreadLocal<float[]> lowRankOut = ThreadLocal.withInitial(() -> new float[0]);
 
     public Linear(String name, WeightMatrix weight, float[] bias) {
         if (bias != null && bias.length != weight.rows()) {
@@ -249,16 +250,20 @@ public final class Linear {
     private void addLowRank(float[] in, int T, float[] out) {
         int r = lowRankU.cols();
         int N = rows;
-        if (lowRankMid.length < T * r) {
-            lowRankMid = new float[T * r];
+        float[] mid = lowRankMid.get();
+        if (mid.length < T * r) {
+            mid = new float[T * r];
+            lowRankMid.set(mid);
         }
-        if (lowRankOut.length < T * N) {
-            lowRankOut = new float[T * N];
+        float[] low = lowRankOut.get();
+        if (low.length < T * N) {
+            low = new float[T * N];
+            lowRankOut.set(low);
         }
-        Gemm.matmul(in, T, lowRankV, lowRankMid); // (T, r)
-        Gemm.matmul(lowRankMid, T, lowRankU, lowRankOut); // (T, N)
+        Gemm.matmul(in, T, lowRankV, mid); // (T, r)
+        Gemm.matmul(mid, T, lowRankU, low); // (T, N)
         for (int i = 0; i < T * N; i++) {
-            out[i] += lowRankOut[i];
+            out[i] += low[i];
         }
     }
 }

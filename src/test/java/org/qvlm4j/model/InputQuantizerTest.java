@@ -241,10 +241,11 @@ class InputQuantizerTest {
     /**
      * Evaluation workers share one model: a linear that copies its input before quantizing it must
      * give every thread the result it gives alone (a shared copy buffer once let one thread's
-     * input overwrite another's mid-product).
+     * input overwrite another's mid-product, and shared low-rank buffers ZeroQuant-V2's term).
      */
-    @Test
-    void concurrentForwardsOfOneLinearEqualSequentialOnes() throws Exception {
+    @ParameterizedTest
+    @ValueSource(ints = {0, 4})
+    void concurrentForwardsOfOneLinearEqualSequentialOnes(int rank) throws Exception {
         int n = 64;
         int k = 256;
         int rows = 3;
@@ -255,6 +256,10 @@ class InputQuantizerTest {
         Linear l = new Linear("llm.layers.0.mlp.down_proj", packed, null);
         l.setInputQuantizer(InputQuantizer.dynamic(runtime(QuantSpec.parse("a8-asym-token-dynamic")),
                 InputQuantizer.Execution.FAKE, k));
+        if (rank > 0) {
+            l.setLowRank(WeightMatrix.ofFloats(inputs(n, rank, SEED + 12), n, rank),
+                    WeightMatrix.ofFloats(inputs(rank, k, SEED + 13), rank, k));
+        }
         float[][] xs = new float[threads][];
         float[][] alone = new float[threads][];
         for (int t = 0; t < threads; t++) {
