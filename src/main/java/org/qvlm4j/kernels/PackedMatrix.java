@@ -34,6 +34,7 @@ public final class PackedMatrix {
     private final MemorySegment codes;
     private final float[] scales; // (rows, groups)
     private final byte[] zeros; // (rows, groups) unsigned, or null: symmetric / NF4
+    private Int4Tiles tiles; // the decode GEMV's layout, made on first use
 
     /**
      * A packed matrix over existing codes, scales and zero points (zeros null for symmetric
@@ -274,6 +275,17 @@ public final class PackedMatrix {
         MemorySegment seg = arena.allocate(codes.byteSize(), 64);
         seg.copyFrom(codes);
         return new PackedMatrix(format, rows, cols, groupSize, seg, scales, zeros);
+    }
+
+    /**
+     * The codes in the decode GEMV's tiled layout for {@code lanes} rows per tile ({@link Int4Tiles}),
+     * made on the first call and kept (the latest lane count only).
+     */
+    synchronized Int4Tiles int4Tiles(int lanes) {
+        if (tiles == null || tiles.lanes != lanes) {
+            tiles = Int4Tiles.build(this, lanes);
+        }
+        return tiles;
     }
 
     // ---- access -------------------------------------------------------------------------

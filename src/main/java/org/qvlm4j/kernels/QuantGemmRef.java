@@ -57,6 +57,37 @@ public final class QuantGemmRef {
     }
 
     /**
+     * The twin of the tiled INT4 GEMV (INT4, K a multiple of 8), bit-identical to it at any width:
+     * per row and group, accumulator j mod 4 takes {@code fma((float) (q_k << 4j), x_k 2^(-4j), .)}
+     * for k = 8 c + j in k order (j = 7 unshifted and unscaled), then
+     * {@code acc = fma((a0 + a1) + (a2 + a3), s, acc)} and {@code acc = fma(s * z, -xsum_g, acc)}
+     * with xsum_g the group's float sum of x in k order.
+     */
+    public static void gemvInt4Tiled(float[] x, PackedMatrix w, float[] out) {
+        if (!Int4Tiles.supports(w)) {
+            throw new IllegalArgumentException("tiled INT4 GEMV needs INT4 with K a multiple of 8, got " + w);
+        }
+        int G = w.groupSize();
+        for (int n = 0; n < w.rows(); n++) {
+            float acc = 0f;
+            for (int g = 0; g < w.groups(); g++) {
+                float[] a = new float[4];
+                float xs = 0f;
+                for (int k = g * G; k < (g + 1) * G; k++) {
+                    int j = k % 8;
+                    int shift = j < 7 ? 4 * j : 0;
+                    a[j % 4] = Math.fma((float) (w.code(n, k) << shift), Math.scalb(x[k], -shift), a[j % 4]);
+                    xs += x[k];
+                }
+                float s = w.scale(n, g);
+                acc = Math.fma((a[0] + a[1]) + (a[2] + a[3]), s, acc);
+                acc = Math.fma(s * w.zeroPoint(n, g), -xs, acc);
+            }
+            out[n] = acc;
+        }
+    }
+
+    /**
      * The integer twin, bit-identical to the vector integer kernel: per segment of
      * S = min(weight group, activation group) weights, the exact integer
      * {@code isum = sum_k q_k a_k - z * sum_k a_k}, then {@code acc += (s_w * s_x) * (float) isum}

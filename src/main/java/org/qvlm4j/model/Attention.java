@@ -17,37 +17,38 @@ import org.qvlm4j.kernels.VectorMath;
  *
  * <p>A single query (T = 1, a decode step) takes its own path, built to stream the cache once.
  * The keys and values of all heads at one position are one contiguous row, so the step walks the
- * rows in order (a head-by-head walk would stride by the row length): scores for
- * {@value #KEY_BLOCK} keys of a head at a time, each key's products summed in four vector
- * accumulators exactly as {@link VectorMath#dot} does, and the lanes of the block's eight sums
- * folded together by a butterfly of lane blends and swaps that adds the same pairs in the same
- * order as the dot's scalar lane sum, so no key pays for a horizontal reduction of its own; then
- * each head's softmax ({@link Ops#softmax}); then the weighted sum of the values, four positions
- * per pass over a head's output, with the FMAs in the order of one axpy per position. Chunks of
- * whole key/value groups of heads go to the threads of {@link Parallel#shared()}. Every score,
- * probability and output element is thus computed by the same operations in the same order as in
- * the general path: the two give identical bits, at any thread count, interpreted or compiled.
- * Leaves out: the key-block butterfly at vector widths other than 8 floats (those take one
- * {@link VectorMath#dot} per key, with the same bits), a vectorised exp.
+ * rows in order (a head-by-head walk would stride by the row length): scores for one key per
+ * vector lane ({@link #KEY_BLOCK} keys of a head at a time), each key's products summed in four
+ * vector accumulators exactly as {@link VectorMath#dot} does, and the lanes of the block's sums
+ * folded together by a butterfly of lane blends and swaps (log2 of the width levels) that adds the
+ * same pairs in the same order as the dot's pairwise lane sum, so no key pays for a horizontal
+ * reduction of its own; then each head's softmax ({@link Ops#softmax}); then the weighted sum of
+ * the values, four positions per pass over a head's output, with the FMAs in the order of one axpy
+ * per position. Chunks of whole key/value groups of heads go to the threads of
+ * {@link Parallel#shared()}. Every score, probability and output element is thus computed by the
+ * same operations in the same order as in the general path: the two give identical bits, at any
+ * thread count, interpreted or compiled. Leaves out: the butterfly at widths above 16 floats (those
+ * take one {@link VectorMath#dot} per key, with the same bits), a vectorised exp.
  */
 final class Attention {
     /** Below this many multiply-adds a call stays on the caller's thread. */
     private static final long PARALLEL_THRESHOLD = 1L << 16;
     /** Head chunks a decode step is cut into at most (dynamic claiming evens out a busy core). */
     private static final int DECODE_CHUNKS = 4;
-    /** Keys per score block of a decode step: one lane each after the butterfly. */
-    static final int KEY_BLOCK = 8;
-    /** Positions per pass of the weighted value sum. */
-    private static final int VALUE_BLOCK = 4;
-
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final int L = F.length();
-    /** Whether the key-block butterfly applies (one lane per key of a block). */
-    private static final boolean BUTTERFLY = L == KEY_BLOCK;
-    /** Lanes whose index has bit b set, and the lane swap i -> i ^ b, for b = 4, 2, 1. */
+    /** Keys per score block of a decode step: one lane each after the butterfly. */
+    static final int KEY_BLOCK = L;
+    /** Positions per pass of the weighted value sum. */
+    private static final int VALUE_BLOCK = 4;
+    /** Whether the key-block butterfly applies (widths of 4 to 16 floats). */
+    private static final boolean BUTTERFLY = L >= 4 && L <= 16;
+    /** Lanes whose index has bit b set, and the lane swap i -> i ^ b, for b = 8, 4, 2, 1. */
+    private static final VectorMask<Float> BIT8 = laneBit(8);
     private static final VectorMask<Float> BIT4 = laneBit(4);
     private static final VectorMask<Float> BIT2 = laneBit(2);
     private static final VectorMask<Float> BIT1 = laneBit(1);
+    private static final VectorShuffle<Float> SWAP8 = VectorShuffle.fromOp(F, i -> (i ^ 8) % L);
     private static final VectorShuffle<Float> SWAP4 = VectorShuffle.fromOp(F, i -> (i ^ 4) % L);
     private static final VectorShuffle<Float> SWAP2 = VectorShuffle.fromOp(F, i -> (i ^ 2) % L);
     private static final VectorShuffle<Float> SWAP1 = VectorShuffle.fromOp(F, i -> (i ^ 1) % L);
@@ -135,7 +136,7 @@ final class Attention {
         int kvStride = KV * Hd;
         float scale = (float) (1.0 / Math.sqrt(Hd));
         int blocked = BUTTERFLY ? n - n % KEY_BLOCK : 0;
-        float[] lanes = new float[KEY_BLOCK * L]; // (8, L) per-key accumulators in butterfly slot order
+        float[] lanes = new float[KEY_BLOCK * L]; // (KEY_BLOCK, L) per-key accumulators in butterfly slot order
         for (int s = 0; s < blocked; s += KEY_BLOCK) {
             for (int h = h0; h < h1; h++) {
                 keyBlock(q, h * Hd, k, s * kvStride + h / group * Hd, kvStride, Hd, scale, scores, h * S + s, lanes);
@@ -164,17 +165,18 @@ final class Attention {
     }
 
     /**
-     * scores[sOff + j] = scale * dot(q[qOff ..], key j) for the eight keys at k[kOff + j * stride ..]:
+     * scores[sOff + j] = scale * dot(q[qOff ..], key j) for the L keys at k[kOff + j * stride ..]:
      * per key, {@link VectorMath#dot}'s four accumulators and their (s0 + s1) + (s2 + s3), then the
-     * butterfly. The dot's lane sum adds lanes i and i + 4, then i and i + 2, then i and i + 1; a
-     * butterfly level with bit b adds those same pairs for two keys at once (key a in the lanes
-     * with bit b clear, key b in the others), so after three levels lane j holds key
+     * butterfly. The dot's lane sum adds lanes i and i + L/2, then i and i + L/4, ..., then i and
+     * i + 1; a butterfly level with bit b adds those same pairs for two keys at once (key a in the
+     * lanes with bit b clear, key b in the others), so after log2(L) levels lane j holds key
      * bitreverse(j)'s sum. Keys enter in bit-reversed order so that lane j is key j.
      */
     private static void keyBlock(float[] q, int qOff, float[] k, int kOff, int stride, int Hd, float scale,
             float[] scores, int sOff, float[] lanes) {
         int bound = Hd - Hd % (4 * L);
         int tail = Hd - Hd % L;
+        int bits = Integer.numberOfTrailingZeros(L);
         for (int j = 0; j < KEY_BLOCK; j++) {
             int kj = kOff + j * stride;
             FloatVector s0 = FloatVector.zero(F);
@@ -192,13 +194,17 @@ final class Attention {
                 s0 = FloatVector.fromArray(F, q, qOff + i).fma(FloatVector.fromArray(F, k, kj + i), s0);
             }
             // slot bitreverse(j): the butterfly leaves slot m's sum in lane bitreverse(m)
-            s0.add(s1).add(s2.add(s3)).intoArray(lanes, (j >> 2 | j & 2 | (j & 1) << 2) * L);
+            s0.add(s1).add(s2.add(s3)).intoArray(lanes, (Integer.reverse(j) >>> (32 - bits)) * L);
         }
-        FloatVector b0 = fold(FloatVector.fromArray(F, lanes, 0), FloatVector.fromArray(F, lanes, L), BIT4, SWAP4);
-        FloatVector b1 = fold(FloatVector.fromArray(F, lanes, 2 * L), FloatVector.fromArray(F, lanes, 3 * L), BIT4, SWAP4);
-        FloatVector b2 = fold(FloatVector.fromArray(F, lanes, 4 * L), FloatVector.fromArray(F, lanes, 5 * L), BIT4, SWAP4);
-        FloatVector b3 = fold(FloatVector.fromArray(F, lanes, 6 * L), FloatVector.fromArray(F, lanes, 7 * L), BIT4, SWAP4);
-        FloatVector sums = fold(fold(b0, b1, BIT2, SWAP2), fold(b2, b3, BIT2, SWAP2), BIT1, SWAP1);
+        // level b folds slots (2m, 2m + 1) into slot m, halving the slots, from b = L/2 down to 1
+        if (L >= 16) {
+            foldSlots(lanes, 8, BIT8, SWAP8);
+        }
+        if (L >= 8) {
+            foldSlots(lanes, 4, BIT4, SWAP4);
+        }
+        foldSlots(lanes, 2, BIT2, SWAP2);
+        FloatVector sums = fold(FloatVector.fromArray(F, lanes, 0), FloatVector.fromArray(F, lanes, L), BIT1, SWAP1);
         if (tail == Hd) {
             sums.mul(scale).intoArray(scores, sOff);
             return;
@@ -211,6 +217,14 @@ final class Attention {
                 acc = Math.fma(q[qOff + i], k[kj + i], acc);
             }
             scores[sOff + j] = acc * scale;
+        }
+    }
+
+    /** Slots m &lt; n of lanes become fold(slot 2m, slot 2m + 1) at the level of bit. */
+    private static void foldSlots(float[] lanes, int n, VectorMask<Float> bit, VectorShuffle<Float> swap) {
+        for (int m = 0; m < n; m++) {
+            fold(FloatVector.fromArray(F, lanes, 2 * m * L), FloatVector.fromArray(F, lanes, (2 * m + 1) * L), bit, swap)
+                    .intoArray(lanes, m * L);
         }
     }
 

@@ -149,6 +149,35 @@ class QuantKernelsTest {
         }
     }
 
+    @ParameterizedTest(name = "symmetric={0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void tiledInt4GemvEqualsItsTwinBitForBit(boolean symmetric) {
+        VectorSpecies<Float> sp = FloatVector.SPECIES_512; // the width that takes the tiled path
+        int[][] shapes = {{8, 8}, {96, 96}, {96, 32}, {160, 32}, {192, 64}, {256, 128}, {2304, 128}};
+        int[] ns = {1, 5, 16, 17, 34, 70};
+        int i = 0;
+        for (int[] shape : shapes) {
+            for (int N : ns) {
+                int K = shape[0];
+                int G = shape[1];
+                PackedMatrix w = weights(QuantFormat.INT4, N, K, G, symmetric, 900 + i);
+                float[] x = KernelTestData.gaussian(K, 950 + i++);
+                String what = "tiled INT4" + (symmetric ? " sym" : "") + " N=" + N + " K=" + K + " G=" + G;
+                float[] twin = new float[N];
+                QuantGemmRef.gemvInt4Tiled(x, w, twin);
+                float[] ref = new float[N];
+                QuantGemmRef.matmulDequantized(x, 1, w, ref);
+                float[] got1 = new float[N];
+                QuantGemm.matmul(sp, one, x, 1, w, got1);
+                float[] got2 = new float[N];
+                QuantGemm.matmul(sp, two, x, 1, w, got2);
+                assertClose(x, 1, w, ref, twin, what + " twin");
+                assertArrayEquals(twin, got1, what + " vs twin");
+                assertArrayEquals(got1, got2, what + ": 1 vs 2 threads");
+            }
+        }
+    }
+
     @ParameterizedTest(name = "{0} {1} symmetric={2}")
     @MethodSource("speciesFormats")
     void gemvWithManyGroupsMatchesReferenceAndTwin(VectorSpecies<Float> sp, QuantFormat f, boolean symmetric) {

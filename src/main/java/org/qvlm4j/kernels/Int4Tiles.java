@@ -1,0 +1,82 @@
+package org.qvlm4j.kernels;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * An INT4 {@link PackedMatrix} re-laid for the decode GEMV with one output row per vector lane:
+ * rows are taken in tiles of {@code lanes} rows (the last tile padded with zero codes and zero
+ * scales), and within a tile the codes go by 8-code chunk along K, lane by lane: the int at byte
+ * {@code 4 * ((tile * K / 8 + chunk) * lanes + lane)} holds codes {@code 8 chunk .. 8 chunk + 7}
+ * of row {@code tile * lanes + lane}, code {@code 8 chunk + j} in bits {@code 4j .. 4j + 3}
+ * (little-endian, as the row-major codes store them). One vector load then gives 8 codes of
+ * each of {@code lanes} rows, and each code's activation is one broadcast. Scales and the folded
+ * zero-point factors {@code s * z} are tiled the same way: index {@code (tile * groups + g) *
+ * lanes + lane}.
+ *
+ * <p>Built from the row-major codes by {@link PackedMatrix#int4Tiles}, once per matrix and lane
+ * count, in memory of its own (the codes' size again). Requires K to be a multiple of 8; groups
+ * are then whole chunks (groups are K or multiples of {@value PackedMatrix#GROUP_QUANTUM}).
+ */
+final class Int4Tiles {
+    private static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    final int lanes;
+    final int tiles;
+    final MemorySegment codes;
+    final float[] scales;
+    final float[] zeroTerms;
+
+    private Int4Tiles(int lanes, int tiles, MemorySegment codes, float[] scales, float[] zeroTerms) {
+        this.lanes = lanes;
+        this.tiles = tiles;
+        this.codes = codes;
+        this.scales = scales;
+        this.zeroTerms = zeroTerms;
+    }
+
+    /** Whether {@code w} can be tiled: INT4 with K a multiple of 8. */
+    static boolean supports(PackedMatrix w) {
+        return w.format() == QuantFormat.INT4 && w.cols() % 8 == 0;
+    }
+
+    static Int4Tiles build(PackedMatrix w, int lanes) {
+        if (!supports(w)) {
+            throw new IllegalArgumentException("INT4 tiles need INT4 codes with K a multiple of 8, got " + w);
+        }
+        if (lanes < 1) {
+            throw new IllegalArgumentException("INT4 tiles need at least one lane, got " + lanes);
+        }
+        int N = w.rows();
+        int chunks = w.cols() / 8;
+        int groups = w.groups();
+        int tiles = (N + lanes - 1) / lanes;
+        MemorySegment src = w.codes();
+        MemorySegment dst = Arena.ofAuto().allocate((long) tiles * chunks * lanes * 4, 64);
+        float[] sc = new float[tiles * groups * lanes];
+        float[] sz = new float[sc.length];
+        for (int r = 0; r < N; r++) {
+            int tile = r / lanes;
+            int lane = r % lanes;
+            long from = r * w.rowBytes();
+            long to = (long) tile * chunks * lanes * 4 + 4L * lane;
+            for (int c = 0; c < chunks; c++) {
+                dst.set(INT, to + (long) c * lanes * 4, src.get(INT, from + 4L * c));
+            }
+            for (int g = 0; g < groups; g++) {
+                float s = w.scale(r, g);
+                int i = (tile * groups + g) * lanes + lane;
+                sc[i] = s;
+                sz[i] = s * w.zeroPoint(r, g);
+            }
+        }
+        return new Int4Tiles(lanes, tiles, dst, sc, sz);
+    }
+
+    /** Bytes held: tiled codes, scales and zero-point factors. */
+    long byteSize() {
+        return codes.byteSize() + 4L * scales.length + 4L * zeroTerms.length;
+    }
+}
