@@ -21,6 +21,9 @@ import java.nio.ByteOrder;
  * are then whole chunks (groups are K or multiples of {@value PackedMatrix#GROUP_QUANTUM}).
  */
 final class Int4Tiles {
+    /** System property choosing the decode form: auto, on or off. */
+    static final String PROPERTY = "qvlm4j.int4Tiles";
+
     private static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     final int lanes;
@@ -35,6 +38,18 @@ final class Int4Tiles {
         this.codes = codes;
         this.scales = scales;
         this.zeroTerms = zeroTerms;
+    }
+
+    /** Whether kernels of {@code lanes} lanes use tiles, per {@link #PROPERTY}. */
+    static boolean enabled(int lanes, int minLanes) {
+        String v = System.getProperty(PROPERTY, "auto");
+        return switch (v) {
+            case "auto" -> lanes >= minLanes;
+            case "on" -> true;
+            case "off" -> false;
+            default -> throw new IllegalArgumentException("system property " + PROPERTY + ": expected auto, on or off, got "
+                    + v);
+        };
     }
 
     /** Whether {@code w} can be tiled: INT4 with K a multiple of 8. */

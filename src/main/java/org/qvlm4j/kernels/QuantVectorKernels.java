@@ -86,6 +86,12 @@ final class QuantVectorKernels implements QuantKernelSet {
      * 44032 x 4096 matrices (2 threads, AVX-512 host); at 256 bits it moved 0.86-0.90x.
      */
     static final int TILE_MIN_LANES = 16;
+    /**
+     * Whether INT4 GEMVs take the tiled path at this width: system property
+     * {@value Int4Tiles#PROPERTY} = {@code auto} (default: from {@value #TILE_MIN_LANES} lanes),
+     * {@code on} or {@code off}, for measuring one form against the other.
+     */
+    static final boolean TILES = Int4Tiles.enabled(L, TILE_MIN_LANES);
     /** W rows per GEMV chunk (even: rows go in pairs). */
     static final int GEMV_GRAIN = 32;
     /** W rows per weight-only GEMM panel. */
@@ -194,7 +200,7 @@ final class QuantVectorKernels implements QuantKernelSet {
     public void gemvWeightOnly(Parallel par, float[] x, PackedMatrix w, float[] out) {
         int K = w.cols();
         QuantFormat f = w.format();
-        if (L >= TILE_MIN_LANES && Int4Tiles.supports(w)) {
+        if (TILES && Int4Tiles.supports(w)) {
             float[] xp = new float[K];
             prescaleFields(x, K, xp);
             float[] xsum = groupSums(x, 0, K, w.groupSize()); // (groups)
