@@ -17,8 +17,10 @@ import java.nio.ByteOrder;
  * lanes + lane}.
  *
  * <p>Built from the row-major codes by {@link PackedMatrix#int4Tiles}, once per matrix and lane
- * count, in memory of its own (the codes' size again). Requires K to be a multiple of 8; groups
- * are then whole chunks (groups are K or multiples of {@value PackedMatrix#GROUP_QUANTUM}).
+ * count, in memory of its own; the weight-only kernels then read only the tiles (the GEMM copies a
+ * panel's rows back with {@link #copyRows}), and codes mapped from a file are unloaded. Requires K
+ * to be a multiple of 8; groups are then whole chunks (groups are K or multiples of
+ * {@value PackedMatrix#GROUP_QUANTUM}).
  */
 final class Int4Tiles {
     /** System property choosing the decode form: auto, on or off. */
@@ -88,6 +90,22 @@ final class Int4Tiles {
             }
         }
         return new Int4Tiles(lanes, tiles, dst, sc, sz);
+    }
+
+    /**
+     * Rows r0 .. r0 + n - 1 of {@code w} back in the row-major layout of {@link PackedMatrix}
+     * (row r0 + i at {@code dst} offset {@code i * w.rowBytes()}).
+     */
+    void copyRows(PackedMatrix w, int r0, int n, MemorySegment dst) {
+        int chunks = w.cols() / 8;
+        long rowBytes = w.rowBytes();
+        for (int i = 0; i < n; i++) {
+            int r = r0 + i;
+            long from = (long) (r / lanes) * chunks * lanes * 4 + 4L * (r % lanes);
+            for (int c = 0; c < chunks; c++) {
+                dst.set(INT, i * rowBytes + 4L * c, codes.get(INT, from + (long) c * lanes * 4));
+            }
+        }
     }
 
     /** Bytes held: tiled codes, scales and zero-point factors. */

@@ -278,12 +278,16 @@ public final class PackedMatrix {
     }
 
     /**
-     * The codes in the decode GEMV's tiled layout for {@code lanes} rows per tile ({@link Int4Tiles}),
-     * made on the first call and kept (the latest lane count only).
+     * The codes in the tiled layout of the INT4 kernels for {@code lanes} rows per tile
+     * ({@link Int4Tiles}), made on the first call and kept (the latest lane count only). Codes
+     * mapped from a file are then unloaded from memory, so the matrix is held once.
      */
     synchronized Int4Tiles int4Tiles(int lanes) {
         if (tiles == null || tiles.lanes != lanes) {
             tiles = Int4Tiles.build(this, lanes);
+            if (codes.isMapped()) {
+                codes.unload(); // the kernels read the tiles now; the pages come back from the file if read
+            }
         }
         return tiles;
     }
@@ -371,8 +375,13 @@ public final class PackedMatrix {
 
     /** Dequantized weight (r, k): (q - z) * s, or NF4 level * absmax, one float rounding. */
     public float dequantize(int r, int k) {
+        return dequantize(codes, r * rowBytes, r, k);
+    }
+
+    /** {@link #dequantize(int, int)} with row r's codes read from {@code seg} at {@code rowOff}. */
+    float dequantize(MemorySegment seg, long rowOff, int r, int k) {
         int g = k / groupSize;
-        int q = code(r, k);
+        int q = codeAt(format, seg, rowOff, k);
         float s = scale(r, g);
         return format == QuantFormat.NF4 ? QuantFormat.NF4_LEVELS[q] * s : (q - zeroPoint(r, g)) * s;
     }

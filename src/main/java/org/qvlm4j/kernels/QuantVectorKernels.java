@@ -709,11 +709,21 @@ final class QuantVectorKernels implements QuantKernelSet {
         }
         float[] xin = xp;
         KernelSet fp = KernelSets.forSpecies(F);
+        Int4Tiles tiles = TILES && Int4Tiles.supports(w) ? w.int4Tiles(L) : null;
         par.forRange(0, N, PANEL, (lo, hi) -> {
             int nb = hi - lo;
             float[] panel = buffer(PANEL_BUF, (long) PANEL * K, "weight-only gemm panel"); // (nb, K)
-            for (int r = lo; r < hi; r++) {
-                dequantizeRow(w, r, panel, (r - lo) * K);
+            if (tiles == null) {
+                for (int r = lo; r < hi; r++) {
+                    dequantizeRow(w, w.codes(), r * w.rowBytes(), r, panel, (r - lo) * K);
+                }
+            } else {
+                byte[] rows = panelCodes(nb * w.rowBytes()); // (nb, rowBytes) row-major codes
+                MemorySegment seg = MemorySegment.ofArray(rows);
+                tiles.copyRows(w, lo, nb, seg);
+                for (int r = lo; r < hi; r++) {
+                    dequantizeRow(w, seg, (r - lo) * w.rowBytes(), r, panel, (r - lo) * K);
+                }
             }
             WeightMatrix pw = new WeightMatrix(MemorySegment.ofArray(panel).asSlice(0, (long) nb * K * 4),
                     DType.F32, nb, K);
@@ -725,9 +735,23 @@ final class QuantVectorKernels implements QuantKernelSet {
         });
     }
 
-    /** Row r dequantized into dst in the kernel's column order (nibble formats chunk-permuted). */
-    static void dequantizeRow(PackedMatrix w, int r, float[] dst, int dstOff) {
-        MemorySegment seg = w.codes();
+    private static final ThreadLocal<byte[]> PANEL_CODES = new ThreadLocal<>();
+
+    /** This thread's scratch for a panel's row-major codes, at least {@code size} bytes. */
+    private static byte[] panelCodes(long size) {
+        byte[] b = PANEL_CODES.get();
+        if (b == null || b.length < size) {
+            b = new byte[Math.toIntExact(size)];
+            PANEL_CODES.set(b);
+        }
+        return b;
+    }
+
+    /**
+     * Row r dequantized into dst in the kernel's column order (nibble formats chunk-permuted),
+     * its codes read from {@code seg} at offset {@code o}.
+     */
+    static void dequantizeRow(PackedMatrix w, MemorySegment seg, long o, int r, float[] dst, int dstOff) {
         QuantFormat f = w.format();
         int K = w.cols();
         int G = w.groupSize();
@@ -735,7 +759,6 @@ final class QuantVectorKernels implements QuantKernelSet {
         float[] sc = w.scalesArray();
         byte[] zp = w.zerosArray();
         int zs = f == QuantFormat.NF4 ? 0 : f.symmetricZero();
-        long o = r * w.rowBytes();
         // one method per format keeps each within C2's inlining budget
         int done = switch (f) {
             case INT4, NF4 -> dequantizeNibbles(seg, o, f, K, G, base, sc, zp, zs, dst, dstOff);
@@ -743,7 +766,7 @@ final class QuantVectorKernels implements QuantKernelSet {
             case INT6 -> dequantizeInt6(seg, o, K, G, base, sc, zp, zs, dst, dstOff);
         };
         for (int k = done; k < K; k++) {
-            dst[dstOff + k] = w.dequantize(r, k);
+            dst[dstOff + k] = w.dequantize(seg, o, r, k);
         }
     }
 

@@ -1,13 +1,21 @@
 package org.qvlm4j.kernels;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** The tiled INT4 layout read back code by code, the lane padding, and the property's values. */
 class Int4TilesTest {
@@ -40,6 +48,32 @@ class Int4TilesTest {
         }
         assertSame(t, w.int4Tiles(lanes), "kept for the same lane count");
         assertEquals(8, w.int4Tiles(8).lanes);
+    }
+
+    @Test
+    void rowsCopiedBackFromTilesAreTheRowMajorCodes() {
+        int N = 37;
+        int K = 96;
+        PackedMatrix w = PackedMatrix.quantize(KernelTestData.gaussian(N * K, 43), N, K, QuantFormat.INT4, 32, true);
+        Int4Tiles t = w.int4Tiles(16);
+        MemorySegment rows = MemorySegment.ofArray(new byte[(int) (5 * w.rowBytes())]);
+        t.copyRows(w, 30, 5, rows); // across the second and third (padded) tiles
+        assertEquals(-1L, rows.mismatch(w.codes().asSlice(30 * w.rowBytes(), 5 * w.rowBytes())));
+    }
+
+    @Test
+    void mappedCodesStayReadableAfterTheTilesAreMade(@TempDir Path dir) throws IOException {
+        int N = 20;
+        int K = 64;
+        PackedMatrix heap = PackedMatrix.quantize(KernelTestData.gaussian(N * K, 47), N, K, QuantFormat.INT4, 64, false);
+        Path file = dir.resolve("codes.bin");
+        Files.write(file, heap.codes().toArray(ValueLayout.JAVA_BYTE));
+        try (Arena arena = Arena.ofConfined(); FileChannel ch = FileChannel.open(file)) {
+            MemorySegment mapped = ch.map(FileChannel.MapMode.READ_ONLY, 0, heap.codes().byteSize(), arena);
+            PackedMatrix w = new PackedMatrix(QuantFormat.INT4, N, K, 64, mapped, heap.scalesArray(), heap.zerosArray());
+            w.int4Tiles(16); // unloads the mapped pages
+            assertArrayEquals(heap.unpack(), w.unpack());
+        }
     }
 
     @Test
