@@ -43,7 +43,9 @@ import jdk.incubator.vector.VectorSpecies;
  * tile L + l, one int load covers 8 codes of each of the L rows, and each field's activation is
  * one broadcast, so the loop has no activation vector loads and the tile's L outputs leave in one
  * store, with no lane sum. Per group four accumulators, then the group's scale and zero-point
- * factor as lane vectors; {@link QuantGemmRef#gemvInt4Tiled} is its bit-exact twin.
+ * factor as lane vectors; {@link QuantGemmRef#gemvInt4Tiled} is its bit-exact twin. Once a matrix
+ * has tiles, the weight-only GEMM copies each panel's rows back out of them
+ * ({@link Int4Tiles#copyRows}) before dequantizing, so the row-major codes are not read again.
  *
  * <p><b>Weight-only GEMM</b> (T &gt; 1, prefill, compute-bound): panels of {@value #PANEL} rows
  * are dequantized (vector, columns of nibble formats permuted per 2 L chunk, x permuted alike) to
