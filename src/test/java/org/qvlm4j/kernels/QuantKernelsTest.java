@@ -149,6 +149,16 @@ class QuantKernelsTest {
         }
     }
 
+    /** QuantGemm.matmul at T = 1 on one thread and on two, which must agree bit for bit. */
+    static float[] gemvOnOneAndTwoThreads(VectorSpecies<Float> sp, float[] x, PackedMatrix w, String what) {
+        float[] got1 = new float[w.rows()];
+        QuantGemm.matmul(sp, one, x, 1, w, got1);
+        float[] got2 = new float[w.rows()];
+        QuantGemm.matmul(sp, two, x, 1, w, got2);
+        assertArrayEquals(got1, got2, what + ": 1 vs 2 threads");
+        return got1;
+    }
+
     @ParameterizedTest(name = "symmetric={0}")
     @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
     void tiledInt4GemvEqualsItsTwinBitForBit(boolean symmetric) {
@@ -167,13 +177,9 @@ class QuantKernelsTest {
                 QuantGemmRef.gemvInt4Tiled(x, w, twin);
                 float[] ref = new float[N];
                 QuantGemmRef.matmulDequantized(x, 1, w, ref);
-                float[] got1 = new float[N];
-                QuantGemm.matmul(sp, one, x, 1, w, got1);
-                float[] got2 = new float[N];
-                QuantGemm.matmul(sp, two, x, 1, w, got2);
+                float[] got = gemvOnOneAndTwoThreads(sp, x, w, what);
                 assertClose(x, 1, w, ref, twin, what + " twin");
-                assertArrayEquals(twin, got1, what + " vs twin");
-                assertArrayEquals(got1, got2, what + ": 1 vs 2 threads");
+                assertArrayEquals(twin, got, what + " vs twin");
             }
         }
     }
@@ -192,13 +198,9 @@ class QuantKernelsTest {
             QuantGemmRef.matmulDequantized(x, 1, w, ref);
             float[] twin = new float[N];
             QuantGemmRef.matmulWeightOnly(x, 1, w, twin);
-            float[] got1 = new float[N];
-            QuantGemm.matmul(sp, one, x, 1, w, got1);
-            float[] got2 = new float[N];
-            QuantGemm.matmul(sp, two, x, 1, w, got2);
-            assertClose(x, 1, w, ref, got1, what);
-            assertClose(x, 1, w, twin, got1, what + " vs twin");
-            assertArrayEquals(got1, got2, what + ": 1 vs 2 threads");
+            float[] got = gemvOnOneAndTwoThreads(sp, x, w, what);
+            assertClose(x, 1, w, ref, got, what);
+            assertClose(x, 1, w, twin, got, what + " vs twin");
         }
     }
 
