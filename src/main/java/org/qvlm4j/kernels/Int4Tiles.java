@@ -107,9 +107,4 @@ final class Int4Tiles {
             }
         }
     }
-
-    /** Bytes held: tiled codes, scales and zero-point factors. */
-    long byteSize() {
-        return codes.byteSize() + 4L * scales.length + 4L * zeroTerms.length;
-    }
 }

@@ -83,13 +83,14 @@ final class QuantVectorKernels implements QuantKernelSet {
     static final VectorMask<Float> UPPER_HALF = F.indexInRange(-L / 2, L);
 
     /**
-     * Narrowest vector (in floats) at which INT4 decode GEMVs use {@link Int4Tiles}: at 512 bits
+     * Narrowest vector (in floats) at which the INT4 weight-only kernels use {@link Int4Tiles}
+     * (the GEMV computes over them, the GEMM copies its panels out of them): at 512 bits
      * the tiled loop moved 1.45-1.65x the weights per ns of the row loop on 11008 x 4096 and
      * 44032 x 4096 matrices (2 threads, AVX-512 host); at 256 bits it moved 0.86-0.90x.
      */
     static final int TILE_MIN_LANES = 16;
     /**
-     * Whether INT4 GEMVs take the tiled path at this width: system property
+     * Whether the INT4 weight-only kernels take the tiled path at this width: system property
      * {@value Int4Tiles#PROPERTY} = {@code auto} (default: from {@value #TILE_MIN_LANES} lanes),
      * {@code on} or {@code off}, for measuring one form against the other.
      */
