@@ -19,6 +19,7 @@ import org.qvlm4j.experiments.ExperimentRunner;
 import org.qvlm4j.experiments.Outcome;
 import org.qvlm4j.experiments.QuantizeStep;
 import org.qvlm4j.experiments.Settings;
+import org.qvlm4j.quant.QuantSpec;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -116,6 +117,13 @@ public final class ExperimentCommand implements Callable<Integer> {
                     + "an earlier run left in --out, or stay in the table as not selected.")
     List<String> only;
 
+    @Option(names = "--llm-inputs", defaultValue = "channel", paramLabel = "GRANULARITY",
+            description = "Ranges of the LLM's quantized linear inputs for every method: channel (the presets' static "
+                    + "range per input channel) or tensor (one static range per linear input, the harder testbed; "
+                    + "Q-VLM then searches a grid with 0.999 and 0.998 and measures its block error normed) "
+                    + "(default: ${DEFAULT-VALUE}).")
+    String llmInputs;
+
     @Option(names = "--resume",
             description = "Continue the experiment in --out, reusing its calibration, checkpoints, evaluations and "
                     + "measurements.")
@@ -130,7 +138,8 @@ public final class ExperimentCommand implements Callable<Integer> {
             Path dataDir = dataDirectory(err);
             Settings s = new Settings(model, dataDir, out, calibN, calibSeed, evalSplit, limit, maxNewTokens,
                     threads == null ? Runtime.getRuntime().availableProcessors() : threads, benchReps, decodeTokens,
-                    benchInProcess, only == null ? List.of() : only, resume);
+                    benchInProcess, only == null ? List.of() : only, resume,
+                    QuantizeCommand.llmInputGranularity(llmInputs) == QuantSpec.Granularity.PER_TENSOR);
             ExperimentRunner.Result r = ExperimentRunner.run(e, s, new InProcessQuantize(), line -> {
                 err.println(line);
                 err.flush();

@@ -83,6 +83,13 @@ public final class QuantizeCommand implements Callable<Integer> {
                     + "(<category|vision|llm|all>=<preset|fp|spec[+spec]>, separated by ';').")
     String override;
 
+    @Option(names = "--llm-inputs", defaultValue = "channel", paramLabel = "GRANULARITY",
+            description = "Ranges of the LLM's quantized linear inputs: channel (the presets' static range per input "
+                    + "channel) or tensor (one static range per linear input, the harder setting); applied before "
+                    + "--override "
+                    + "(default: ${DEFAULT-VALUE}).")
+    String llmInputs;
+
     @Option(names = "--stats", required = true, paramLabel = "STATS", description = "Calibration statistics of this model.")
     Path stats;
 
@@ -105,6 +112,9 @@ public final class QuantizeCommand implements Callable<Integer> {
                         + "--weight-rounding nf4, got --method qvlm --weight-rounding " + qvlm.weightRounding);
             }
             QuantPlan plan = plan(qvlmNf4 ? "nf4" : m.name(), wbits, abits, group, doubleQuant, LlavaConfig.load(modelDir));
+            if (llmInputGranularity(llmInputs) == QuantSpec.Granularity.PER_TENSOR) {
+                plan = plan.withInputGranularity(TensorCategory.Family.LLM, QuantSpec.Granularity.PER_TENSOR);
+            }
             if (override != null) {
                 plan = plan.toBuilder().override(override).build();
             }
@@ -139,6 +149,15 @@ public final class QuantizeCommand implements Callable<Integer> {
             err.flush();
             return EXIT_BAD_INPUT;
         }
+    }
+
+    /** The granularity of an {@code --llm-inputs} value. */
+    static QuantSpec.Granularity llmInputGranularity(String value) {
+        return switch (value.toLowerCase(Locale.ROOT)) {
+            case "channel" -> QuantSpec.Granularity.PER_CHANNEL;
+            case "tensor" -> QuantSpec.Granularity.PER_TENSOR;
+            default -> throw new IllegalArgumentException("--llm-inputs: expected channel or tensor, got '" + value + "'");
+        };
     }
 
     /** The method of a CLI name, each with its default configuration (NF4 double quantization as asked). */

@@ -102,6 +102,12 @@ public final class QvlmOptions {
                     + "(default: ${DEFAULT-VALUE}).")
     String weightRounding;
 
+    @Option(names = "--block-error", defaultValue = "residual", paramLabel = "NAME",
+            description = "qvlm: what the block search's output error is measured on: the residual stream after the "
+                    + "block (residual) or that stream through the RMSNorm that reads it next (normed) "
+                    + "(default: ${DEFAULT-VALUE}).")
+    String blockError;
+
     @Option(names = "--max-depth", defaultValue = "3", paramLabel = "N",
             description = "qvlm: most decoder layers per block (default: ${DEFAULT-VALUE}).")
     int maxDepth;
@@ -174,7 +180,8 @@ public final class QvlmOptions {
                 QvlmMethod.Config.DEFAULT.tau(), v, new RangeRefinement.Config(enumValue(
                         RangeRefinement.Objective.class, "--refine-objective", refineObjective), refineEpochs, refineBatch, refineLr,
                         RangeRefinement.Config.DEFAULT.seed()),
-                enumValue(QvlmMethod.WeightRounding.class, "--weight-rounding", weightRounding));
+                enumValue(QvlmMethod.WeightRounding.class, "--weight-rounding", weightRounding),
+                enumValue(QvlmMethod.BlockError.class, "--block-error", blockError));
     }
 
     /** The method these options describe, for the FP model at modelDir; progress lines go to err. */

@@ -347,12 +347,33 @@ public final class ExperimentRunner {
         }
     }
 
+    /**
+     * quantize's arguments that put configuration c on the settings' testbed: none on the default one;
+     * with per-tensor LLM inputs {@code --llm-inputs tensor} for every configuration that quantizes
+     * inputs, and for Q-VLM also its grid for such tensors (unless the configuration sets its own) and
+     * the normed block error.
+     */
+    static List<String> testbedArgs(Settings s, ConfigSpec c, List<String> flagArgs) {
+        List<String> args = new ArrayList<>();
+        if (s.tensorInputs() && !c.isFp() && c.abits() < ConfigSpec.FLOAT_BITS) {
+            args.addAll(List.of("--llm-inputs", "tensor"));
+            if (c.method().equals(QvlmMethod.NAME)) {
+                args.addAll(List.of("--block-error", "normed"));
+                if (!flagArgs.contains("--p-grid")) {
+                    args.addAll(List.of("--p-grid", Settings.TENSOR_GRID));
+                }
+            }
+        }
+        return args;
+    }
+
     private Outcome.Quantized quantizeStep(ConfigSpec c, List<String> flagArgs, Path modelDir, String tag) {
         Path work = out.resolve(WORK_DIR).resolve(c.id());
         List<String> args = new ArrayList<>(List.of("--model", s.model().toString(), "--stats",
                 out.resolve(STATS_DIR).toString()));
         args.addAll(c.baseArgs());
         args.addAll(flagArgs);
+        args.addAll(testbedArgs(s, c, flagArgs));
         if (c.method().equals(QvlmMethod.NAME)) {
             args.addAll(List.of("--data", s.data().toString(), "--work", work.toString()));
             if (c.veo() && quantize.knowsOption(VEO_SAMPLES)) {

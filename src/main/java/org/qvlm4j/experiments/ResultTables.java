@@ -661,6 +661,11 @@ final class ResultTables {
                 .append(p.problemsSha256(), 0, Math.min(DIGEST_CHARS, p.problemsSha256().length())).append(")\n");
         sb.append("- Calibration: ").append(s.calibN()).append(" train prompts, seed ").append(s.calibSeed())
                 .append("\n");
+        if (s.tensorInputs()) {
+            sb.append("- Quantized LLM linear inputs: one static range per tensor (`--llm-inputs tensor`) for every ")
+                    .append("method; Q-VLM searches the percentiles ").append(Settings.TENSOR_GRID)
+                    .append(" with its block error measured after the next RMSNorm (`--block-error normed`)\n");
+        }
         sb.append("- Evaluation: LLaVA-1.5 ScienceQA protocol, VICUNA_V1 template, greedy, at most ")
                 .append(s.maxNewTokens()).append(" new tokens\n");
         sb.append("- Measurement: ").append(s.benchInProcess() ? "every model in the experiment's JVM (resident "

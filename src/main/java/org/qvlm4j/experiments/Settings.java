@@ -18,10 +18,13 @@ import java.util.List;
  * @param benchInProcess measure every model in this JVM instead of one child JVM each (quicker; a later
  *                       model's resident memory then includes what earlier ones left in the heap)
  * @param only         configuration ids to run (empty: all of the experiment's)
+ * @param tensorInputs quantize the LLM's linear inputs with one static range per tensor instead of
+ *                     per input channel (quantize's {@code --llm-inputs tensor}), the harder setting;
+ *                     Q-VLM then searches {@link #TENSOR_GRID} and measures its block error normed
  */
 public record Settings(Path model, Path data, Path out, int calibN, long calibSeed, String evalSplit, int limit,
                        int maxNewTokens, int threads, int benchReps, int decodeTokens, boolean benchInProcess,
-                       List<String> only, boolean resume) {
+                       List<String> only, boolean resume, boolean tensorInputs) {
     /** Format of experiment.json. */
     public static final String FORMAT = "qvlm4j-experiment";
     public static final int FORMAT_VERSION = 1;
@@ -30,6 +33,14 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
     public static final int DEFAULT_MAX_NEW_TOKENS = org.qvlm4j.eval.ScienceQaEvaluator.DEFAULT_MAX_NEW_TOKENS;
     public static final int DEFAULT_BENCH_REPS = 3;
     public static final int DEFAULT_DECODE_TOKENS = 32;
+    /**
+     * Q-VLM's percentile grid with per-tensor LLM inputs: the paper's five (1 down to 0.98 in steps of
+     * 0.005) and 0.999 and 0.998. One range per tensor pools every channel, so a percentile clips far
+     * more of the range than the same percentile of one channel (0.98 keeps 1 to 43% of the LLM
+     * inputs' min-max range on the reference model), and the paper's step cannot express the light
+     * clipping such tensors need.
+     */
+    public static final String TENSOR_GRID = "1,0.999,0.998,0.995,0.99,0.985,0.98";
 
     public Settings {
         require(calibN >= 1, "--calib-n", ">= 1", calibN);
@@ -42,6 +53,14 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
             throw new IllegalArgumentException("--eval-split: expected a split name such as test, got '" + evalSplit + "'");
         }
         only = List.copyOf(only);
+    }
+
+    /** Settings with the LLM's inputs per input channel (the default testbed). */
+    public Settings(Path model, Path data, Path out, int calibN, long calibSeed, String evalSplit, int limit,
+                    int maxNewTokens, int threads, int benchReps, int decodeTokens, boolean benchInProcess,
+                    List<String> only, boolean resume) {
+        this(model, data, out, calibN, calibSeed, evalSplit, limit, maxNewTokens, threads, benchReps, decodeTokens,
+                benchInProcess, only, resume, false);
     }
 
     private static void require(boolean ok, String option, String expected, long actual) {
@@ -66,6 +85,9 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
         o.put("bench_reps", benchReps);
         o.put("decode_tokens", decodeTokens);
         o.put("bench_in_process", benchInProcess);
+        if (tensorInputs) {
+            o.put("llm_inputs", "tensor");
+        }
         return o;
     }
 
@@ -85,6 +107,11 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
             if (old == null || !old.asText().equals(e.getValue().asText())) {
                 return e.getKey() + " (" + optionOf(e.getKey()) + "): earlier " + (old == null ? "absent" : old.asText())
                         + ", now " + e.getValue().asText();
+            }
+        }
+        for (var e : earlier.properties()) {
+            if (!now.has(e.getKey())) {
+                return e.getKey() + " (" + optionOf(e.getKey()) + "): earlier " + e.getValue().asText() + ", now absent";
             }
         }
         return null;
@@ -111,6 +138,9 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
         }
         if (benchInProcess) {
             a.add("--bench-in-process");
+        }
+        if (tensorInputs) {
+            a.addAll(List.of("--llm-inputs", "tensor"));
         }
         if (!only.isEmpty()) {
             a.addAll(List.of("--only", String.join(",", only)));

@@ -108,6 +108,18 @@ public final class LlamaModel {
         }
     }
 
+    /**
+     * Writes into out (T, D) the hidden states h (T, D) as the model next reads the output of decoder
+     * layer k: through layer k + 1's input_layernorm, or through the final norm after the last layer.
+     */
+    public void normAfterLayer(int k, float[] h, float[] out, int T) {
+        if (k < 0 || k >= layers.size()) {
+            throw new IllegalArgumentException("decoder layer " + k + " is outside 0 .. " + (layers.size() - 1));
+        }
+        float[] w = k + 1 < layers.size() ? layers.get(k + 1).normVector("input_layernorm.weight") : norm;
+        Ops.rmsNorm(h, out, T, cfg.hiddenSize(), w, cfg.rmsNormEps());
+    }
+
     /** logits (T, V) = lm_head(hidden (T, D)). */
     void logits(float[] hidden, int T, float[] out, ActivationTap tap) {
         lmHead.forward(hidden, T, out, tap);

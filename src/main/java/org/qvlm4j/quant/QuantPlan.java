@@ -71,6 +71,28 @@ public record QuantPlan(Map<TensorCategory, LinearQuant> entries) {
         return entries.get(TensorCategory.of(linearName));
     }
 
+    /**
+     * This plan with the input spec of every category of the family that has one moved to another
+     * granularity, bits, symmetry, static or dynamic and clip kept; weights unchanged. Per-tensor
+     * static LLM inputs (one range per linear input) are the harder setting of the W4A4 comparison.
+     */
+    public QuantPlan withInputGranularity(TensorCategory.Family family, QuantSpec.Granularity granularity) {
+        if (granularity != QuantSpec.Granularity.PER_TENSOR && granularity != QuantSpec.Granularity.PER_CHANNEL
+                && granularity != QuantSpec.Granularity.PER_TOKEN) {
+            throw new IllegalArgumentException("input granularity: expected PER_TENSOR, PER_CHANNEL or PER_TOKEN, got "
+                    + granularity);
+        }
+        Builder b = toBuilder();
+        for (Map.Entry<TensorCategory, LinearQuant> e : entries.entrySet()) {
+            QuantSpec in = e.getValue().input();
+            if (e.getKey().family() == family && in != null) {
+                b.input(e.getKey(), new QuantSpec(in.format(), in.target(), in.bits(), in.symmetric(), granularity,
+                        in.groupSize(), in.dynamic(), in.clip(), in.doubleQuantBlock()));
+            }
+        }
+        return b.build();
+    }
+
     /** Whether nothing at all is quantized. */
     @JsonIgnore
     public boolean isFloatingPoint() {

@@ -138,6 +138,32 @@ class QuantPlanTest {
     }
 
     @Test
+    void inputGranularityMovesOnlyTheFamilysInputs() {
+        QuantPlan base = QuantPlan.builder().preset(QuantPreset.W4A4)
+                .weight(TensorCategory.LLM_DOWN, QuantSpec.nf4(true))
+                .input(TensorCategory.LLM_O, QuantSpec.parse("a6-sym-channel-static-clip0.9"))
+                .build();
+        QuantPlan t = base.withInputGranularity(TensorCategory.Family.LLM, Granularity.PER_TENSOR);
+        for (TensorCategory c : TensorCategory.values()) {
+            LinearQuant was = base.entry(c);
+            LinearQuant now = t.entry(c);
+            assertEquals(was.weight(), now.weight(), c.key());
+            if (c.family() == TensorCategory.Family.LLM && was.input() != null) {
+                // written by hand: the same spec but for its granularity
+                String expected = was.input().toString().replace("-channel-", "-tensor-");
+                assertEquals(QuantSpec.parse(expected), now.input(), c.key());
+            } else {
+                assertEquals(was.input(), now.input(), c.key());
+            }
+        }
+        assertEquals("a6-sym-tensor-static-clip0.9", t.entry(TensorCategory.LLM_O).input().toString());
+        assertEquals("a4-asym-tensor-static", t.entry(TensorCategory.LLM_DOWN).input().toString());
+        assertEquals(base, t.withInputGranularity(TensorCategory.Family.LLM, Granularity.PER_CHANNEL));
+        assertThrows(IllegalArgumentException.class,
+                () -> base.withInputGranularity(TensorCategory.Family.LLM, Granularity.PER_GROUP));
+    }
+
+    @Test
     void jsonRoundTrip() {
         for (QuantPreset p : QuantPreset.values()) {
             QuantPlan plan = QuantPlan.preset(p);

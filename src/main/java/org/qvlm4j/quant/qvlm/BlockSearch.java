@@ -28,7 +28,9 @@ import org.qvlm4j.quant.calib.CalibrationStats;
  *   <li>every choice of clipping percentiles for the block's layers (one p per decoder layer, the
  *       same for its four input sites) is tried exhaustively: X_q is run through the block with the
  *       block's weights quantized and its linear inputs fake-quantized with static ranges at those
- *       percentiles, and scored by the mean squared error against the target over all prompt tokens;
+ *       percentiles, and scored by the mean squared error against the target over all prompt tokens
+ *       (of the raw residual stream, or with {@link QvlmMethod.BlockError#NORMED} of both streams
+ *       through the RMSNorm that reads the block's output next);
  *       choices sharing a prefix share its forwards (a depth-first walk, G + G² + … + G^s
  *       single-layer forwards per prompt);</li>
  *   <li>ties go to the larger p, earlier layers first (candidates are visited from p = max down and
@@ -78,6 +80,7 @@ final class BlockSearch {
     private final QuantPlan plan;
     private final CalibrationStats stats;
     private final double[] grid;
+    private final QvlmMethod.BlockError blockError;
     private final Map<String, WeightMatrix> fpWeights = new HashMap<>();
     private final Map<String, WeightMatrix> qWeights;
     private final Map<String, Linear> linears = new HashMap<>();
@@ -92,11 +95,13 @@ final class BlockSearch {
     /**
      * @param model    the model holding its floating-point weights
      * @param grid     candidate percentiles, distinct, in descending order
-     * @param qWeights linear name → its quantized weight, for every planned linear
+     * @param qWeights   linear name → its quantized weight, for every planned linear
+     * @param blockError what a candidate's error is measured on (the block's raw output, or it normed)
      */
     BlockSearch(LlavaModel model, QuantPlan plan, CalibrationStats stats, double[] grid,
-                Map<String, WeightMatrix> qWeights, List<CalibrationSamples.Sample> samples) {
+                Map<String, WeightMatrix> qWeights, List<CalibrationSamples.Sample> samples, QvlmMethod.BlockError blockError) {
         this.model = model;
+        this.blockError = blockError;
         this.plan = plan;
         this.stats = stats;
         this.grid = grid.clone();
@@ -219,7 +224,7 @@ final class BlockSearch {
         }
         fp = target;
         q = out;
-        return new Outcome(b, copyChoice(choice), mse(out, target), 1, forwards - f0, (System.nanoTime() - t0) / 1e9);
+        return new Outcome(b, copyChoice(choice), error(b, out, target), 1, forwards - f0, (System.nanoTime() - t0) / 1e9);
     }
 
     /** The block objective of a choice from the current streams, which are left unchanged. */
@@ -232,7 +237,7 @@ final class BlockSearch {
             for (int d = 0; d < b.size(); d++) {
                 out = runLayer(b.first() + d, choice[d], out);
             }
-            return mse(out, target);
+            return error(b, out, target);
         } finally {
             install(b, false);
         }
@@ -303,7 +308,7 @@ final class BlockSearch {
             }
             List<float[]> out = runLayer(k, prefix[depth], in);
             if (depth == b.size() - 1) {
-                best.offer(prefix, mse(out, target), out);
+                best.offer(prefix, error(b, out, target), out);
             } else {
                 walk(b, depth + 1, out, prefix, target, best);
             }
@@ -335,7 +340,7 @@ final class BlockSearch {
                             out = runLayer(b.first() + e, c[e], out);
                         }
                         double before = best.mse;
-                        best.offer(c, mse(out, target), out);
+                        best.offer(c, error(b, out, target), out);
                         improved |= best.mse < before;
                     }
                 }
@@ -378,6 +383,25 @@ final class BlockSearch {
             out.add(h);
         }
         return out;
+    }
+
+    /** The block's error under the configured measure: output streams against the target, over all prompts. */
+    double error(Partition.Block b, List<float[]> out, List<float[]> target) {
+        if (blockError == QvlmMethod.BlockError.RESIDUAL) {
+            return mse(out, target);
+        }
+        List<float[]> a = new ArrayList<>(out.size());
+        List<float[]> t = new ArrayList<>(out.size());
+        for (int s = 0; s < out.size(); s++) {
+            int T = samples.get(s).tokens();
+            float[] x = new float[T * hidden];
+            float[] y = new float[T * hidden];
+            model.language().normAfterLayer(b.last(), out.get(s), x, T);
+            model.language().normAfterLayer(b.last(), target.get(s), y, T);
+            a.add(x);
+            t.add(y);
+        }
+        return mse(a, t);
     }
 
     /** Mean squared error over all prompts' elements, summed in double in prompt order. */

@@ -79,7 +79,8 @@ public final class DedAnalysis {
         List<Row> rows = new ArrayList<>();
         for (int s = 0; s < samples.size(); s++) {
             CalibrationSamples.Sample sample = samples.get(s);
-            BlockSearch search = new BlockSearch(model, plan, stats, grid, qWeights, List.of(sample));
+            BlockSearch search = new BlockSearch(model, plan, stats, grid, qWeights, List.of(sample),
+                    QvlmMethod.BlockError.RESIDUAL);
             search.startAtLayer(layer);
             BlockSearch.State start = search.snapshot();
             BlockSearch.Outcome a = search.search(first, false, 1);

@@ -108,6 +108,23 @@ public final class QvlmMethod implements QuantMethod {
      */
     public enum WeightRounding { RTN, GPTQ, NF4 }
 
+    /**
+     * What the block search's output error (Eq. 3) is measured on. The paper says "output error" of
+     * the block; in a pre-norm decoder every reader of a layer's output (the next layer's attention and
+     * MLP, the final norm) sees it through an RMSNorm, which divides out the token's scale and weighs
+     * the channels by the norm's gains.
+     */
+    public enum BlockError {
+        /** Mean squared error of the residual stream after the block, as it leaves the last layer. */
+        RESIDUAL,
+        /**
+         * Mean squared error after the RMSNorm that reads the block's output next: the next layer's
+         * input_layernorm, or the final norm after the last layer. A few channels of very large
+         * magnitude then no longer decide the error alone.
+         */
+        NORMED
+    }
+
     /** The forward whose decoder-layer outputs the dependency is measured on. */
     public enum DependencyForward {
         /** The rounded weights, the vision ranges after VEO, LLM inputs at their calibrated min/max (§1.8 step 3). */
@@ -138,19 +155,21 @@ public final class QvlmMethod implements QuantMethod {
      *                          and the LLM's activation bits when VEO runs
      * @param refine            the optional gradient refinement of the LLM's ranges after the search
      * @param weightRounding    how the weights are rounded (RTN, GPTQ on the calibration Hessians, or NF4)
+     * @param blockError        what the block search's error is measured on: the raw residual stream
+     *                          after the block, or that stream through the norm that reads it next
      */
     public record Config(boolean cdm, boolean veo, int maxDepth, double[] grid, double h0Multiplier,
                          PartitionStrategy partition, Dependency.Proxy proxy, DependencyForward dependencyForward,
                          boolean perSite, int perSiteSweeps, double visionPercentile, int searchSamples, long seed,
                          SoftAssignment.Temperature temperature, double tau, VeoConfig veoConfig,
-                         RangeRefinement.Config refine, WeightRounding weightRounding) {
+                         RangeRefinement.Config refine, WeightRounding weightRounding, BlockError blockError) {
         /** The paper's candidates: 1.0 down to 0.98 in steps of 0.005 (§4.1). */
         public static final double[] PAPER_GRID = {1.0, 0.995, 0.99, 0.985, 0.98};
         /** Q-VLM: CDM and VEO on. */
         public static final Config DEFAULT = new Config(true, true, 3, PAPER_GRID, 1.0, PartitionStrategy.GREEDY,
                 Dependency.Proxy.ENTROPY, DependencyForward.QUANTIZED, false, 2, 1.0, 0, 0,
                 SoftAssignment.Temperature.GRID, Dependency.Settings.DEFAULT_TAU, VeoConfig.defaults(),
-                RangeRefinement.Config.DEFAULT, WeightRounding.RTN);
+                RangeRefinement.Config.DEFAULT, WeightRounding.RTN, BlockError.RESIDUAL);
 
         public Config {
             if (maxDepth < 1) {
@@ -161,9 +180,9 @@ public final class QvlmMethod implements QuantMethod {
                 throw new IllegalArgumentException("qvlm: --h0 multiplier must be finite and >= 0, got " + h0Multiplier);
             }
             if (partition == null || proxy == null || dependencyForward == null || temperature == null
-                    || veoConfig == null || refine == null || weightRounding == null) {
+                    || veoConfig == null || refine == null || weightRounding == null || blockError == null) {
                 throw new IllegalArgumentException("qvlm: partition strategy, proxy, dependency forward, temperature mode, "
-                        + "VEO, refinement and weight rounding settings must be set");
+                        + "VEO, refinement, weight rounding and block error settings must be set");
             }
             if (perSiteSweeps < 1) {
                 throw new IllegalArgumentException("qvlm: per-site sweeps must be >= 1, got " + perSiteSweeps);
@@ -191,40 +210,46 @@ public final class QvlmMethod implements QuantMethod {
 
         public Config withCdm(boolean on) {
             return new Config(on, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding, blockError);
         }
 
         public Config withVeo(boolean on) {
             return new Config(cdm, on, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding, blockError);
         }
 
         public Config withVeoConfig(VeoConfig v) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, v, refine, weightRounding);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, v, refine, weightRounding, blockError);
         }
 
         /** The block rule's settings replaced: depth, candidate grid and h0 multiplier. */
         public Config withBlocks(int depth, double[] g, double h0) {
             return new Config(cdm, veo, depth, g, h0, partition, proxy, dependencyForward, perSite, perSiteSweeps,
-                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding);
+                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding, blockError);
         }
 
         /** The LLM range refinement's settings replaced (epochs 0: off). */
         public Config withRefine(RangeRefinement.Config r) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, r, weightRounding);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, r, weightRounding, blockError);
         }
 
         /** The weights' rounding replaced. */
         public Config withWeightRounding(WeightRounding w) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
-                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, w);
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, w, blockError);
+        }
+
+        /** The block search's error measure replaced. */
+        public Config withBlockError(BlockError e) {
+            return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, dependencyForward, perSite,
+                    perSiteSweeps, visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding, e);
         }
 
         public Config withDependencyForward(DependencyForward f) {
             return new Config(cdm, veo, maxDepth, grid, h0Multiplier, partition, proxy, f, perSite, perSiteSweeps,
-                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding);
+                    visionPercentile, searchSamples, seed, temperature, tau, veoConfig, refine, weightRounding, blockError);
         }
 
         ObjectNode toJson() {
@@ -247,6 +272,7 @@ public final class QvlmMethod implements QuantMethod {
             n.set("veo_config", veoJson(veoConfig));
             n.set("refine", refineJson(refine));
             n.put("weight_rounding", weightRounding.name());
+            n.put("block_error", blockError.name());
             return n;
         }
     }
@@ -494,7 +520,7 @@ public final class QvlmMethod implements QuantMethod {
         List<BlockResult> results = new ArrayList<>();
         double finalMse = Double.NaN;
         if (bits.isPresent()) {
-            BlockSearch search = new BlockSearch(model, plan, stats, config.grid(), qWeights, searchSet);
+            BlockSearch search = new BlockSearch(model, plan, stats, config.grid(), qWeights, searchSet, config.blockError());
             search.startAtEmbeddings(new FakeQuantTap(plan, ranges));
             List<Partition.Block> blocks = partition.blocks();
             for (int i = 0; i < blocks.size(); i++) {

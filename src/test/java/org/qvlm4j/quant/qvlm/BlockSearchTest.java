@@ -54,7 +54,11 @@ class BlockSearchTest {
     }
 
     private static BlockSearch search() {
-        return new BlockSearch(model, plan, stats, GRID, qWeights, samples);
+        return search(QvlmMethod.BlockError.RESIDUAL);
+    }
+
+    private static BlockSearch search(QvlmMethod.BlockError error) {
+        return new BlockSearch(model, plan, stats, GRID, qWeights, samples, error);
     }
 
     /** Ranges of one site at p read straight from the statistics' tables (p = 1: channel min/max). */
@@ -79,6 +83,22 @@ class BlockSearchTest {
      * and inputs at the given p per layer) and the FP forward, over all prompts.
      */
     private static double bruteForce(int first, int last, double[] p) {
+        return bruteForce(first, last, p, "llm.layers." + last + ".out");
+    }
+
+    /**
+     * As above, with the error taken on what the model computes from layer `last`'s output: the
+     * next layer's q_proj input (its input_layernorm of that output), or the final hidden states.
+     */
+    private static double bruteForceNormed(int first, int last, double[] p) {
+        return bruteForce(first, last, p, last + 1 < QvlmFixture.TEXT_LAYERS
+                ? "llm.layers." + (last + 1) + ".self_attn.q_proj.in" : FINAL);
+    }
+
+    /** Stands for the final-normed hidden states in {@link #capture}. */
+    private static final String FINAL = "<final hidden states>";
+
+    private static double bruteForce(int first, int last, double[] p, String site) {
         Map<String, Ranges> ranges = new HashMap<>();
         List<Linear> swapped = new ArrayList<>();
         Map<String, WeightMatrix> fp = new HashMap<>();
@@ -92,7 +112,6 @@ class BlockSearchTest {
                 }
             }
         }
-        String site = "llm.layers." + last + ".out";
         FakeQuantTap fq = new FakeQuantTap(plan, ranges);
         List<float[]> quant = capture((s, data, rows, cols) -> {
             if (ranges.containsKey(s)) {
@@ -116,7 +135,10 @@ class BlockSearchTest {
         });
         try {
             for (CalibrationSamples.Sample s : samples) {
-                model.hiddenStates(s.ids(), s.pixels());
+                float[] h = model.hiddenStates(s.ids(), s.pixels());
+                if (site.equals(FINAL)) {
+                    out.add(h);
+                }
             }
         } finally {
             model.setActivationTap(null);
@@ -146,6 +168,37 @@ class BlockSearchTest {
         assertEquals(GRID.length * GRID.length, o.candidates());
         // shared prefixes: G + G^2 single-layer forwards per prompt, plus the FP pass through 2 layers
         assertEquals((GRID.length + GRID.length * GRID.length + 2L) * samples.size(), o.forwards());
+    }
+
+    @Test
+    void normedErrorIsTheErrorOfWhatTheNextNormHandsOn() {
+        int last = QvlmFixture.TEXT_LAYERS - 1;
+        for (int[] block : new int[][] {{1, 2}, {last - 1, last}}) {
+            BlockSearch s = search(QvlmMethod.BlockError.NORMED);
+            s.startAtLayer(block[0]);
+            BlockSearch.Outcome o = s.search(new Partition.Block(block[0], block[1]), false, 1);
+            double best = Double.POSITIVE_INFINITY;
+            int[] arg = null;
+            for (int a = 0; a < GRID.length; a++) {
+                for (int b = 0; b < GRID.length; b++) {
+                    double m = bruteForceNormed(block[0], block[1], new double[] {GRID[a], GRID[b]});
+                    if (m < best) {
+                        best = m;
+                        arg = new int[] {a, b};
+                    }
+                }
+            }
+            assertEquals(best, o.mse(), 1e-6 * best, "block " + Arrays.toString(block));
+            assertEquals(arg[0], o.choice()[0][0], "block " + Arrays.toString(block));
+            assertEquals(arg[1], o.choice()[1][0], "block " + Arrays.toString(block));
+            // the same choice scored on the raw residual stream is another number
+            BlockSearch r = search(QvlmMethod.BlockError.RESIDUAL);
+            r.startAtLayer(block[0]);
+            double raw = r.evaluate(new Partition.Block(block[0], block[1]), o.choice());
+            assertEquals(bruteForce(block[0], block[1], new double[] {GRID[arg[0]], GRID[arg[1]]}), raw,
+                    SAME_ARITHMETIC * raw);
+            assertTrue(Math.abs(raw - o.mse()) > 1e-3 * raw, "normed " + o.mse() + " vs residual " + raw);
+        }
     }
 
     @Test

@@ -20,6 +20,9 @@ import org.qvlm4j.cli.Main;
 import org.qvlm4j.io.safetensors.SafeTensors;
 import org.qvlm4j.model.LlavaModel;
 import org.qvlm4j.model.QuantizedLayouts;
+import org.qvlm4j.quant.QuantPlan;
+import org.qvlm4j.quant.QuantSpec;
+import org.qvlm4j.quant.TensorCategory;
 
 /** {@code quantize --method qvlm} and {@code analyze} through the CLI on the five-layer fixture. */
 class QvlmCliTest {
@@ -66,6 +69,40 @@ class QvlmCliTest {
             assertEquals(32, st.get("llm.layers.4.mlp.down_proj.in.hi").numel());
         }
         assertTrue(Files.isRegularFile(tmp.resolve("work").resolve("partition.json")));
+    }
+
+    @Test
+    void perTensorLlmInputsAndTheNormedBlockError() throws Exception {
+        Path out = tmp.resolve("search-tensor");
+        Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.99", "--no-veo", "--no-cdm", "--search-only",
+                "--llm-inputs", "tensor", "--block-error", "normed", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        JsonNode report = JSON.readTree(out.resolve(QvlmMethod.REPORT_FILE).toFile());
+        assertEquals("NORMED", report.get("config").get("block_error").asText());
+        QuantPlan plan = QuantPlan.fromJson(Files.readString(out.resolve(QvlmMethod.PLAN_FILE)));
+        for (TensorCategory c : TensorCategory.values()) {
+            QuantSpec in = plan.entry(c).input();
+            if (in != null) {
+                assertEquals(c.family() == TensorCategory.Family.LLM ? QuantSpec.Granularity.PER_TENSOR
+                        : QuantSpec.Granularity.PER_TOKEN, in.granularity(), c.key());
+            }
+        }
+        assertEquals("a4-asym-tensor-static", plan.entry(TensorCategory.LLM_DOWN).input().toString());
+        try (SafeTensors st = SafeTensors.open(out.resolve(QvlmMethod.RANGES_FILE))) {
+            assertEquals(1, st.get("llm.layers.4.self_attn.q_proj.in.lo").numel());
+            assertEquals(1, st.get("llm.layers.0.mlp.down_proj.in.hi").numel());
+        }
+        r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "rtn",
+                "--wbits", "4", "--abits", "4", "--llm-inputs", "row", "--out", tmp.resolve("bad-inputs").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--llm-inputs: expected channel or tensor, got 'row'"), r.err());
+        assertFalse(Files.exists(tmp.resolve("bad-inputs")));
+        r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--abits", "4", "--block-error", "logits", "--search-only", "--out",
+                tmp.resolve("bad-error").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--block-error: expected residual or normed, got 'logits'"), r.err());
     }
 
     @Test
