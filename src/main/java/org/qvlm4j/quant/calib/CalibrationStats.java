@@ -348,6 +348,15 @@ public final class CalibrationStats implements AutoCloseable {
         return out;
     }
 
+    /**
+     * The site's value histogram as calibrated ({@code hist}, {@code hist_range}, {@code min},
+     * {@code max}), for per-tensor percentiles off the stored grid.
+     */
+    public RangeHistogram histogram(String site) {
+        return RangeHistogram.restore(longs(site, "hist"), floats(site, "hist_range")[0], floats(site, "min")[0],
+                floats(site, "max")[0]);
+    }
+
     private TensorEntry entry(String site, String stat) {
         siteNode(site);
         TensorEntry t = tensors.tensors().get(site + "." + stat);

@@ -95,6 +95,37 @@ public final class RangeHistogram {
         max = Math.max(max, o.max);
     }
 
+    /**
+     * The histogram whose counts, range half-width and exact min and max were stored (the statistics'
+     * {@code hist}, {@code hist_range}, {@code min}, {@code max}): it answers {@link #quantile} as the
+     * histogram that was written did. The range must be 0 or a power of two and the counts must fit it.
+     */
+    public static RangeHistogram restore(long[] counts, double range, float min, float max) {
+        RangeHistogram h = new RangeHistogram(counts.length);
+        long total = 0;
+        for (long c : counts) {
+            if (c < 0) {
+                throw new IllegalArgumentException("histogram counts must be >= 0, got " + c);
+            }
+            total = Math.addExact(total, c);
+        }
+        if (range != 0) {
+            int e = Math.getExponent(range);
+            if (!(range > 0) || Math.scalb(1.0, e) != range) {
+                throw new IllegalArgumentException("histogram range must be 0 or a power of two, got " + range);
+            }
+            h.exponent = e;
+        }
+        if (total > 0 && !(min <= max)) {
+            throw new IllegalArgumentException("histogram min " + min + " is above its max " + max);
+        }
+        System.arraycopy(counts, 0, h.counts, 0, counts.length);
+        h.total = total;
+        h.min = total > 0 ? min : Float.POSITIVE_INFINITY;
+        h.max = total > 0 ? max : Float.NEGATIVE_INFINITY;
+        return h;
+    }
+
     public RangeHistogram copy() {
         RangeHistogram h = new RangeHistogram(counts.length);
         System.arraycopy(counts, 0, h.counts, 0, counts.length);

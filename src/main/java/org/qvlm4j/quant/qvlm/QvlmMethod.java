@@ -458,6 +458,21 @@ public final class QvlmMethod implements QuantMethod {
         return b.build();
     }
 
+    /**
+     * Whether some LLM input is static per input channel: its percentiles exist only on the
+     * statistics' grid (per-tensor ones also come from the stored histogram).
+     */
+    private static boolean perChannelLlmInputs(QuantPlan plan) {
+        for (TensorCategory c : TensorCategory.values()) {
+            QuantSpec in = plan.entry(c).input();
+            if (c.family() == TensorCategory.Family.LLM && in != null && !in.dynamic()
+                    && in.granularity() == QuantSpec.Granularity.PER_CHANNEL) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     @Override
     public QuantResult apply(LlavaModel model, QuantPlan plan, CalibrationStats stats) {
         Stages stages = new Stages();
@@ -465,7 +480,7 @@ public final class QvlmMethod implements QuantMethod {
         OptionalInt bits = llmInputBits(plan, layers);
         progress.accept("qvlm: " + config.label() + " (CDM " + (config.cdm() ? "on" : "off") + ", VEO "
                 + (config.veo() ? "on" : "off") + ")");
-        if (bits.isPresent()) {
+        if (bits.isPresent() && perChannelLlmInputs(plan)) {
             for (double p : config.grid()) {
                 SiteRanges.gridIndex(stats, p); // refuse a grid the statistics lack before any work
             }

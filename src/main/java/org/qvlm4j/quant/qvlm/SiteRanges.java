@@ -4,12 +4,14 @@ import java.util.Arrays;
 import org.qvlm4j.quant.QuantSpec;
 import org.qvlm4j.quant.Ranges;
 import org.qvlm4j.quant.calib.CalibrationStats;
+import org.qvlm4j.quant.calib.RangeHistogram;
 
 /**
  * Static activation ranges of one site at a clipping percentile p, read from calibration statistics:
  * per input channel [quantile(1 − p), quantile(p)] of the channel's calibration values (exact, from
  * the channel tails; p = 1 is the channel min/max), per tensor the histogram's percentile estimates
- * (p = 1: min/max), per token position only p = 1 (the recorded position min/max). This is the
+ * (p = 1: min/max; stored for the statistics' grid, and estimated from the stored histogram for any
+ * other p), per token position only p = 1 (the recorded position min/max). This is the
  * "percentile p of the full-precision tensor distribution" of Q-VLM §3.2 (qvlm-method.md §6.3).
  *
  * <p>Left out: per-position percentiles (not recorded by the calibration), percentile-clipped specs
@@ -80,8 +82,15 @@ final class SiteRanges {
         return new Ranges(lo, hi);
     }
 
+    /** The stored grid value when p is on the grid, else the same estimate from the stored histogram. */
     private static Ranges tensorPercentile(CalibrationStats stats, String site, double p) {
-        int g = gridIndex(stats, p);
-        return Ranges.of(stats.floats(site, "pct_lo")[g], stats.floats(site, "pct_hi")[g]);
+        double[] grid = stats.percentiles();
+        for (int g = 0; g < grid.length; g++) {
+            if (Math.abs(grid[g] - p) < GRID_MATCH) {
+                return Ranges.of(stats.floats(site, "pct_lo")[g], stats.floats(site, "pct_hi")[g]);
+            }
+        }
+        RangeHistogram h = stats.histogram(site);
+        return Ranges.of((float) h.quantile(1 - p), (float) h.quantile(p));
     }
 }

@@ -271,6 +271,21 @@ class CalibrateCommandTest {
                     assertTrue(hist[g] >= lo - Math.ulp((float) lo) && hist[g] <= hi + Math.ulp((float) hi),
                             site + " p=" + grid[g]);
                 }
+                // the restored histogram answers the grid as stored, and p off the grid within a bin
+                RangeHistogram restored = st.histogram(site);
+                for (int g = 0; g < grid.length; g++) {
+                    assertEquals(hist[g], (float) restored.quantile(grid[g]), site + " p=" + grid[g]);
+                    assertEquals(st.floats(site, "pct_lo")[g], (float) restored.quantile(1 - grid[g]), site);
+                }
+                for (double p : new double[] {0.9999, 0.9995, 0.95, 0.5, 0.0005}) {
+                    double h = p * (x.length - 1);
+                    double lo = Exact.rank(x, (int) Math.floor(h)) - w;
+                    double hi = Exact.rank(x, (int) Math.ceil(h)) + w;
+                    double est = restored.quantile(p);
+                    assertTrue(est >= lo && est <= hi, site + " p=" + p + ": " + est + " outside [" + lo + ", " + hi + "]");
+                }
+                assertEquals(min, (float) restored.quantile(0), site);
+                assertEquals(max, (float) restored.quantile(1), site);
                 if (site.endsWith(".in")) {
                     float[] chi = st.floats(site, "channel_pct_hi"); // (G, K)
                     float[] clo = st.floats(site, "channel_pct_lo"); // (G, K)

@@ -94,6 +94,36 @@ class RangeHistogramTest {
     }
 
     @Test
+    void restoredFromItsStoredPartsAnswersAsTheOriginal() {
+        float[] v = Exact.heavyTailed(11, 5000);
+        RangeHistogram h = new RangeHistogram(BINS);
+        float min = Float.POSITIVE_INFINITY;
+        float max = Float.NEGATIVE_INFINITY;
+        for (float x : v) {
+            h.add(x);
+            min = Math.min(min, x);
+            max = Math.max(max, x);
+        }
+        float lo = min;
+        float hi = max;
+        RangeHistogram r = RangeHistogram.restore(h.counts(), h.range(), lo, hi);
+        assertEquals(h.total(), r.total());
+        assertEquals(h.range(), r.range());
+        for (double p : new double[] {0, 0.0001, 0.02, 0.5, 0.98, 0.9995, 0.99999, 1}) {
+            assertEquals(h.quantile(p), r.quantile(p), "p=" + p);
+        }
+        // adding to a restored histogram bins like the original
+        h.add(3 * hi);
+        r.add(3 * hi);
+        assertArrayEquals(h.counts(), r.counts());
+        assertThrows(IllegalArgumentException.class, () -> RangeHistogram.restore(h.counts(), 3.0, lo, hi));
+        long[] negative = h.counts();
+        negative[0] = -1;
+        assertThrows(IllegalArgumentException.class, () -> RangeHistogram.restore(negative, h.range(), lo, hi));
+        assertThrows(IllegalArgumentException.class, () -> RangeHistogram.restore(h.counts(), h.range(), hi, lo));
+    }
+
+    @Test
     void rejectsBadBinCountsAndPercentiles() {
         assertThrows(IllegalArgumentException.class, () -> new RangeHistogram(100));
         RangeHistogram h = new RangeHistogram(8);

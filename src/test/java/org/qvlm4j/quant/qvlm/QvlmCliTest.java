@@ -23,6 +23,8 @@ import org.qvlm4j.model.QuantizedLayouts;
 import org.qvlm4j.quant.QuantPlan;
 import org.qvlm4j.quant.QuantSpec;
 import org.qvlm4j.quant.TensorCategory;
+import org.qvlm4j.quant.calib.CalibrationStats;
+import org.qvlm4j.quant.calib.RangeHistogram;
 
 /** {@code quantize --method qvlm} and {@code analyze} through the CLI on the five-layer fixture. */
 class QvlmCliTest {
@@ -75,7 +77,7 @@ class QvlmCliTest {
     void perTensorLlmInputsAndTheNormedBlockError() throws Exception {
         Path out = tmp.resolve("search-tensor");
         Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
-                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.99", "--no-veo", "--no-cdm", "--search-only",
+                "--wbits", "4", "--abits", "4", "--p-grid", "1,0.9995,0.99", "--no-veo", "--no-cdm", "--search-only",
                 "--llm-inputs", "tensor", "--block-error", "normed", "--out", out.toString());
         assertEquals(0, r.code(), r.err());
         JsonNode report = JSON.readTree(out.resolve(QvlmMethod.REPORT_FILE).toFile());
@@ -89,9 +91,20 @@ class QvlmCliTest {
             }
         }
         assertEquals("a4-asym-tensor-static", plan.entry(TensorCategory.LLM_DOWN).input().toString());
-        try (SafeTensors st = SafeTensors.open(out.resolve(QvlmMethod.RANGES_FILE))) {
+        try (SafeTensors st = SafeTensors.open(out.resolve(QvlmMethod.RANGES_FILE));
+             CalibrationStats stats = CalibrationStats.load(fx.stats)) {
             assertEquals(1, st.get("llm.layers.4.self_attn.q_proj.in.lo").numel());
             assertEquals(1, st.get("llm.layers.0.mlp.down_proj.in.hi").numel());
+            // each layer's range is the tensor percentile at its chosen p: 0.9995 is off the statistics'
+            // grid and comes from the stored histogram
+            for (JsonNode b : report.get("blocks")) {
+                int k = b.get("first").asInt();
+                double p = b.get("percentiles").get(0).get(0).asDouble();
+                String site = "llm.layers." + k + ".self_attn.q_proj.in";
+                RangeHistogram h = stats.histogram(site);
+                assertEquals((float) h.quantile(1 - p), st.get(site + ".lo").toFloatArray()[0], site + " p=" + p);
+                assertEquals((float) h.quantile(p), st.get(site + ".hi").toFloatArray()[0], site + " p=" + p);
+            }
         }
         r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "rtn",
                 "--wbits", "4", "--abits", "4", "--llm-inputs", "row", "--out", tmp.resolve("bad-inputs").toString());
