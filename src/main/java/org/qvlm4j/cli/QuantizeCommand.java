@@ -83,6 +83,15 @@ public final class QuantizeCommand implements Callable<Integer> {
                     + "(<category|vision|llm|all>=<preset|fp|spec[+spec]>, separated by ';').")
     String override;
 
+    @Option(names = "--alpha", paramLabel = "A",
+            description = "smoothquant: migration strength alpha in [0, 1] (default 0.5, the paper's).")
+    Double alpha;
+
+    @Option(names = "--smooth-all",
+            description = "smoothquant: also smooth the linears no norm feeds (o_proj, down_proj, fc2), with the "
+                    + "scales applied to their inputs at run time (default: only norm-fed linears, as the reference code).")
+    boolean smoothAll;
+
     @Option(names = "--llm-inputs", defaultValue = "channel", paramLabel = "GRANULARITY",
             description = "Ranges of the LLM's quantized linear inputs: channel (the presets' static range per input "
                     + "channel) or tensor (one static range per linear input, the harder setting); applied before "
@@ -105,7 +114,14 @@ public final class QuantizeCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         PrintWriter stdout = spec.commandLine().getOut();
         try {
-            QuantMethod m = method.equalsIgnoreCase(QvlmMethod.NAME) ? qvlm.method(modelDir, err) : method(method, doubleQuant);
+            if ((alpha != null || smoothAll) && !method.equalsIgnoreCase("smoothquant")) {
+                throw new IllegalArgumentException((alpha != null ? "--alpha" : "--smooth-all")
+                        + ": expected --method smoothquant, got --method " + method);
+            }
+            QuantMethod m = method.equalsIgnoreCase(QvlmMethod.NAME) ? qvlm.method(modelDir, err)
+                    : method.equalsIgnoreCase("smoothquant") ? new SmoothQuant(new SmoothQuant.Config(
+                            alpha == null ? SmoothQuant.Config.DEFAULT.alpha() : alpha, smoothAll))
+                    : method(method, doubleQuant);
             boolean qvlmNf4 = m instanceof QvlmMethod q && q.config().weightRounding() == QvlmMethod.WeightRounding.NF4;
             if (doubleQuant && m instanceof QvlmMethod && !qvlmNf4) {
                 throw new IllegalArgumentException("--double-quant: expected --method nf4 or --method qvlm "

@@ -119,6 +119,40 @@ class QvlmCliTest {
     }
 
     @Test
+    void smoothQuantMigrationStrengthAndScope() throws Exception {
+        java.util.function.Function<String[], Run> sq = extra -> {
+            List<String> a = new java.util.ArrayList<>(List.of("quantize", "--model", fx.model.toString(), "--stats",
+                    fx.stats.toString(), "--method", "smoothquant", "--wbits", "4", "--abits", "4",
+                    // the fixture's last vision layer is past the feature layer and has no statistics
+                    "--override", "vision=fp;projector=fp"));
+            a.addAll(List.of(extra));
+            return run(a.toArray(String[]::new));
+        };
+        Run base = sq.apply(new String[] {"--out", tmp.resolve("sq").toString()});
+        assertEquals(0, base.code(), base.err());
+        assertTrue(base.out().contains(" at run time") && base.out().contains(", 0 at run time"), base.out());
+        Run all = sq.apply(new String[] {"--smooth-all", "--out", tmp.resolve("sq-all").toString()});
+        assertEquals(0, all.code(), all.err());
+        assertFalse(all.out().contains(", 0 at run time"), "o_proj and down_proj scaled at run time: " + all.out());
+        Run strong = sq.apply(new String[] {"--alpha", "0.9", "--out", tmp.resolve("sq-09").toString()});
+        assertEquals(0, strong.code(), strong.err());
+        assertFalse(java.util.Arrays.equals(Files.readAllBytes(tmp.resolve("sq").resolve("model.safetensors")),
+                Files.readAllBytes(tmp.resolve("sq-09").resolve("model.safetensors"))), "alpha changes the weights");
+        Run explicitDefault = sq.apply(new String[] {"--alpha", "0.5", "--out", tmp.resolve("sq-05").toString()});
+        assertEquals(0, explicitDefault.code(), explicitDefault.err());
+        assertTrue(java.util.Arrays.equals(Files.readAllBytes(tmp.resolve("sq").resolve("model.safetensors")),
+                Files.readAllBytes(tmp.resolve("sq-05").resolve("model.safetensors"))), "--alpha 0.5 is the default");
+        Run bad = sq.apply(new String[] {"--alpha", "1.5", "--out", tmp.resolve("sq-bad").toString()});
+        assertEquals(Main.EXIT_BAD_INPUT, bad.code());
+        assertTrue(bad.err().contains("alpha must be in [0, 1], got 1.5"), bad.err());
+        assertFalse(Files.exists(tmp.resolve("sq-bad")));
+        Run rtn = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "rtn",
+                "--wbits", "4", "--abits", "4", "--alpha", "0.9", "--out", tmp.resolve("rtn-alpha").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, rtn.code());
+        assertTrue(rtn.err().contains("--alpha: expected --method smoothquant, got --method rtn"), rtn.err());
+    }
+
+    @Test
     void quantizeWritesACheckpointWithItsReport() throws Exception {
         Path out = tmp.resolve("qvlm-w4a4");
         Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
