@@ -119,8 +119,7 @@ public final class QuantizeCommand implements Callable<Integer> {
                         + ": expected --method smoothquant, got --method " + method);
             }
             QuantMethod m = method.equalsIgnoreCase(QvlmMethod.NAME) ? qvlm.method(modelDir, err)
-                    : method.equalsIgnoreCase("smoothquant") ? new SmoothQuant(new SmoothQuant.Config(
-                            alpha == null ? SmoothQuant.Config.DEFAULT.alpha() : alpha, smoothAll))
+                    : method.equalsIgnoreCase("smoothquant") ? smoothQuant(alpha, smoothAll)
                     : method(method, doubleQuant);
             boolean qvlmNf4 = m instanceof QvlmMethod q && q.config().weightRounding() == QvlmMethod.WeightRounding.NF4;
             if (doubleQuant && m instanceof QvlmMethod && !qvlmNf4) {
@@ -165,6 +164,15 @@ public final class QuantizeCommand implements Callable<Integer> {
             err.flush();
             return EXIT_BAD_INPUT;
         }
+    }
+
+    /** SmoothQuant at --alpha (default: the paper's 0.5), smoothing every linear with --smooth-all. */
+    private static SmoothQuant smoothQuant(Double alpha, boolean all) {
+        double a = alpha == null ? SmoothQuant.Config.DEFAULT.alpha() : alpha;
+        if (!(a >= 0 && a <= 1)) {
+            throw new IllegalArgumentException("--alpha: expected a migration strength in [0, 1], got " + a);
+        }
+        return new SmoothQuant(new SmoothQuant.Config(a, all));
     }
 
     /** The granularity of an {@code --llm-inputs} value. */

@@ -397,8 +397,10 @@ public final class ExperimentRunner {
             return qd;
         }
         deleteStaleTemporaries(modelDir);
-        log.accept(tag + ": quantize " + String.join(" ", c.baseArgs()) + (flagArgs.isEmpty() ? ""
-                : " " + String.join(" ", flagArgs)));
+        List<String> shown = new ArrayList<>(flagArgs);
+        shown.addAll(testbedArgs(s, c, flagArgs));
+        log.accept(tag + ": quantize " + String.join(" ", c.baseArgs()) + (shown.isEmpty() ? ""
+                : " " + String.join(" ", shown)));
         Outcome.Load load = Machine.load();
         long t0 = System.nanoTime();
         try {

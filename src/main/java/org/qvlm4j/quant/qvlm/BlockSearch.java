@@ -91,6 +91,8 @@ final class BlockSearch {
     private List<float[]> fp = new ArrayList<>(); // per prompt (T, D)
     private List<float[]> q = new ArrayList<>(); // per prompt (T, D)
     private long forwards;
+    private List<float[]> normedFor; // the target whose normed copy normedTarget holds
+    private List<float[]> normedTarget;
 
     /**
      * @param model    the model holding its floating-point weights
@@ -390,18 +392,23 @@ final class BlockSearch {
         if (blockError == QvlmMethod.BlockError.RESIDUAL) {
             return mse(out, target);
         }
-        List<float[]> a = new ArrayList<>(out.size());
-        List<float[]> t = new ArrayList<>(out.size());
-        for (int s = 0; s < out.size(); s++) {
+        if (target != normedFor) { // one target per block: norm it once for all its candidates
+            normedTarget = normed(b.last(), target);
+            normedFor = target;
+        }
+        return mse(normed(b.last(), out), normedTarget);
+    }
+
+    /** Each prompt's states (T, D) through the norm that reads decoder layer k's output. */
+    private List<float[]> normed(int k, List<float[]> states) {
+        List<float[]> out = new ArrayList<>(states.size());
+        for (int s = 0; s < states.size(); s++) {
             int T = samples.get(s).tokens();
             float[] x = new float[T * hidden];
-            float[] y = new float[T * hidden];
-            model.language().normAfterLayer(b.last(), out.get(s), x, T);
-            model.language().normAfterLayer(b.last(), target.get(s), y, T);
-            a.add(x);
-            t.add(y);
+            model.language().normAfterLayer(k, states.get(s), x, T);
+            out.add(x);
         }
-        return mse(a, t);
+        return out;
     }
 
     /** Mean squared error over all prompts' elements, summed in double in prompt order. */

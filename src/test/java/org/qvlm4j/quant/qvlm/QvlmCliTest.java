@@ -144,7 +144,7 @@ class QvlmCliTest {
                 Files.readAllBytes(tmp.resolve("sq-05").resolve("model.safetensors"))), "--alpha 0.5 is the default");
         Run bad = sq.apply(new String[] {"--alpha", "1.5", "--out", tmp.resolve("sq-bad").toString()});
         assertEquals(Main.EXIT_BAD_INPUT, bad.code());
-        assertTrue(bad.err().contains("alpha must be in [0, 1], got 1.5"), bad.err());
+        assertTrue(bad.err().contains("--alpha: expected a migration strength in [0, 1], got 1.5"), bad.err());
         assertFalse(Files.exists(tmp.resolve("sq-bad")));
         Run rtn = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "rtn",
                 "--wbits", "4", "--abits", "4", "--alpha", "0.9", "--out", tmp.resolve("rtn-alpha").toString());
