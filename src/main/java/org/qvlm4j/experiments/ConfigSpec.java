@@ -77,6 +77,19 @@ public record ConfigSpec(String id, String method, int wbits, int abits, List<Fl
         return new ConfigSpec(id, method, wbits, abits, List.of(), null);
     }
 
+    /** SmoothQuant's migration strength of {@link #smoothQuantAll}: all of the outliers' range moved into the weights. */
+    public static final String STRONG_ALPHA = "1.0";
+
+    /**
+     * SmoothQuant with migration strength {@value #STRONG_ALPHA} and every linear smoothed
+     * ({@code --alpha 1.0 --smooth-all}): the configuration that holds up best at 4-bit inputs with
+     * one range per tensor, where the defaults (0.5, norm-fed linears only) collapse.
+     */
+    public static ConfigSpec smoothQuantAll(int wbits, int abits) {
+        return new ConfigSpec("smoothquant-a1-all-" + bits(wbits, abits).toLowerCase(Locale.ROOT), "smoothquant", wbits,
+                abits, List.of(new Flag("--smooth-all", List.of("--alpha", STRONG_ALPHA, "--smooth-all"), true)), null);
+    }
+
     /** The variant of Q-VLM's parts: cross-layer dependency mining and visual encoder optimisation. */
     public record QvlmVariant(boolean cdm, boolean veo, int maxDepth, BigDecimal pMin, BigDecimal eta,
                               boolean errorProxy) {

@@ -157,6 +157,7 @@ public enum Experiment {
                 for (String m : BASELINE_METHODS) {
                     l.add(ConfigSpec.baseline(m, HEADLINE_BITS[0], HEADLINE_BITS[1]));
                 }
+                l.add(ConfigSpec.smoothQuantAll(HEADLINE_BITS[0], HEADLINE_BITS[1]));
             }
             case ALL -> throw new IllegalStateException("ALL has no table of its own");
         }

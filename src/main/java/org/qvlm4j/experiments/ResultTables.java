@@ -199,6 +199,7 @@ final class ResultTables {
         for (String m : Experiment.BASELINE_METHODS) {
             baselines.add(d.get(ConfigSpec.baseline(m, b[0], b[1])));
         }
+        baselines.add(d.get(ConfigSpec.smoothQuantAll(b[0], b[1])));
         baselines.sort(java.util.Comparator.comparing(ResultTables::average,
                 java.util.Comparator.nullsLast(java.util.Comparator.reverseOrder())));
         List<List<String>> rows = new ArrayList<>();
@@ -522,6 +523,9 @@ final class ResultTables {
 
     /** The display name of a configuration's method. */
     static String methodName(ConfigSpec c) {
+        if (c.id().equals(ConfigSpec.smoothQuantAll(c.wbits(), c.abits()).id())) {
+            return "SmoothQuant (α = " + ConfigSpec.STRONG_ALPHA + ", all linears)";
+        }
         return switch (c.method()) {
             case ConfigSpec.FP -> "FP";
             case "rtn" -> "RTN";

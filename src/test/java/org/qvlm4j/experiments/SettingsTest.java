@@ -55,6 +55,13 @@ class SettingsTest {
         assertEquals(List.of(), ExperimentRunner.testbedArgs(settings(true), ConfigSpec.fp(), List.of()));
         assertEquals(List.of("--llm-inputs", "tensor", "--block-error", "normed", "--p-grid", "1,0.999,0.998,0.995,0.99,0.985,0.98"),
                 ExperimentRunner.testbedArgs(settings(true), qvlm, List.of("--cdm", "--veo")));
+        ConfigSpec sq = ConfigSpec.smoothQuantAll(4, 4);
+        assertEquals("smoothquant-a1-all-w4a4", sq.id());
+        assertEquals(List.of("--alpha", "1.0", "--smooth-all"), sq.flags().get(0).tokens());
+        assertTrue(Experiment.HEADLINE.configs().contains(sq), "the headline shows the tuned SmoothQuant");
+        assertEquals("SmoothQuant (α = 1.0, all linears)", ResultTables.methodName(sq));
+        assertEquals("SmoothQuant", ResultTables.methodName(ConfigSpec.baseline("smoothquant", 4, 4)));
+        assertEquals(List.of("--llm-inputs", "tensor"), ExperimentRunner.testbedArgs(settings(true), sq, List.of()));
         // a sweep's own grid stays
         assertEquals(List.of("--llm-inputs", "tensor", "--block-error", "normed"),
                 ExperimentRunner.testbedArgs(settings(true), qvlm, List.of("--p-grid", "1,0.99")));
