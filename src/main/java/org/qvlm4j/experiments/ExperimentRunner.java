@@ -373,7 +373,8 @@ public final class ExperimentRunner {
                 out.resolve(STATS_DIR).toString()));
         args.addAll(c.baseArgs());
         args.addAll(flagArgs);
-        args.addAll(testbedArgs(s, c, flagArgs));
+        List<String> testbed = testbedArgs(s, c, flagArgs);
+        args.addAll(testbed);
         if (c.method().equals(QvlmMethod.NAME)) {
             args.addAll(List.of("--data", s.data().toString(), "--work", work.toString()));
             if (c.veo() && quantize.knowsOption(VEO_SAMPLES)) {
@@ -398,7 +399,7 @@ public final class ExperimentRunner {
         }
         deleteStaleTemporaries(modelDir);
         List<String> shown = new ArrayList<>(flagArgs);
-        shown.addAll(testbedArgs(s, c, flagArgs));
+        shown.addAll(testbed);
         log.accept(tag + ": quantize " + String.join(" ", c.baseArgs()) + (shown.isEmpty() ? ""
                 : " " + String.join(" ", shown)));
         Outcome.Load load = Machine.load();

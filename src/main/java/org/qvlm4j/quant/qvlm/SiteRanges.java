@@ -58,16 +58,25 @@ final class SiteRanges {
         };
     }
 
-    /** Index of p in the statistics' percentile grid; an error lists the grid. */
-    static int gridIndex(CalibrationStats stats, double p) {
+    /** Index of p in the statistics' percentile grid, or -1. */
+    private static int indexInGrid(CalibrationStats stats, double p) {
         double[] grid = stats.percentiles();
         for (int g = 0; g < grid.length; g++) {
             if (Math.abs(grid[g] - p) < GRID_MATCH) {
                 return g;
             }
         }
+        return -1;
+    }
+
+    /** Index of p in the statistics' percentile grid; an error lists the grid. */
+    static int gridIndex(CalibrationStats stats, double p) {
+        int g = indexInGrid(stats, p);
+        if (g >= 0) {
+            return g;
+        }
         throw new IllegalArgumentException(stats.directory() + ": percentile " + p + " is not in the statistics' grid "
-                + Arrays.toString(grid) + "; recalibrate with this version of qvlm4j calibrate or choose p from the grid");
+                + Arrays.toString(stats.percentiles()) + "; recalibrate with this version of qvlm4j calibrate or choose p from the grid");
     }
 
     private static Ranges channelPercentile(CalibrationStats stats, String site, double p) {
@@ -84,11 +93,9 @@ final class SiteRanges {
 
     /** The stored grid value when p is on the grid, else the same estimate from the stored histogram. */
     private static Ranges tensorPercentile(CalibrationStats stats, String site, double p) {
-        double[] grid = stats.percentiles();
-        for (int g = 0; g < grid.length; g++) {
-            if (Math.abs(grid[g] - p) < GRID_MATCH) {
-                return Ranges.of(stats.floats(site, "pct_lo")[g], stats.floats(site, "pct_hi")[g]);
-            }
+        int g = indexInGrid(stats, p);
+        if (g >= 0) {
+            return Ranges.of(stats.floats(site, "pct_lo")[g], stats.floats(site, "pct_hi")[g]);
         }
         RangeHistogram h = stats.histogram(site);
         return Ranges.of((float) h.quantile(1 - p), (float) h.quantile(p));
