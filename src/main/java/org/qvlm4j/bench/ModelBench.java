@@ -8,11 +8,9 @@ import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.function.Consumer;
-import java.util.stream.Stream;
 import org.qvlm4j.eval.ScienceQaEvaluator;
 import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.LlavaConfig;
@@ -336,7 +334,7 @@ public final class ModelBench {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted while the bench child JVM measured " + modelDir, e);
         } finally {
-            deleteTree(tmp);
+            AtomicFiles.deleteTreeQuietly(tmp);
         }
     }
 
@@ -359,19 +357,6 @@ public final class ModelBench {
     }
 
     /** Removes a temporary directory tree (null: nothing), ignoring failures. */
-    static void deleteTree(Path dir) {
-        if (dir == null) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(dir)) {
-            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        } catch (IOException ignored) {
-            // a temporary directory left behind does no harm; the work it served already succeeded or failed
-        }
-    }
-
     /**
      * The child JVM's entry point: {@code MODEL_DIR OPTIONS_JSON REPORT_FILE}. Writes the report as
      * JSON (atomically); on bad input prints the message on stderr after {@value #ERROR_MARK} and

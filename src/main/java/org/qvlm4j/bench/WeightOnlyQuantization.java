@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.Locale;
 import java.util.Map;
 import java.util.function.Consumer;
+import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.model.QuantizedLayouts;
 import org.qvlm4j.quant.QuantPlan;
@@ -113,7 +114,7 @@ public final class WeightOnlyQuantization {
         } catch (IOException e) {
             throw new UncheckedIOException(OPTION + ": cannot prepare " + out + ": " + e.getMessage(), e);
         } finally {
-            ModelBench.deleteTree(stats);
+            AtomicFiles.deleteTreeQuietly(stats);
         }
     }
 

@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
         mixinStandardHelpOptions = true,
         versionProvider = Main.Version.class,
         description = "Post-training quantization and a pure-Java runtime for LLaVA-family vision-language models.",
-        subcommands = {InspectCommand.class, LogitsCommand.class, GenerateCommand.class, BenchCommand.class, SynthCommand.class, EvalCommand.class, CalibrateCommand.class, TrainCommand.class, QuantizeCommand.class, AnalyzeCommand.class, ExperimentCommand.class, ProbeCommand.class})
+        subcommands = {InspectCommand.class, LogitsCommand.class, GenerateCommand.class, BenchCommand.class, SynthCommand.class, EvalCommand.class, CalibrateCommand.class, TrainCommand.class, QuantizeCommand.class, AnalyzeCommand.class, ExperimentCommand.class, ProbeCommand.class, SmoothCommand.class})
 public final class Main implements Runnable {
 
     /** Exit code for bad input: usage errors and invalid files or values. */

@@ -1,5 +1,6 @@
 package org.qvlm4j.cli;
 
+import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
@@ -7,6 +8,7 @@ import java.util.LinkedHashSet;
 import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.Callable;
+import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.ClipVisionConfig;
 import org.qvlm4j.io.config.LlamaTextConfig;
 import org.qvlm4j.io.config.LlavaConfig;
@@ -15,6 +17,7 @@ import org.qvlm4j.quant.QuantPlan;
 import org.qvlm4j.quant.QuantPreset;
 import org.qvlm4j.quant.QuantSpec;
 import org.qvlm4j.quant.TensorCategory;
+import org.qvlm4j.quant.calib.CalibrationStats;
 import org.qvlm4j.quant.export.QuantizedExport;
 import org.qvlm4j.quant.methods.Awq;
 import org.qvlm4j.quant.methods.Gptq;
@@ -22,6 +25,7 @@ import org.qvlm4j.quant.methods.Nf4Weights;
 import org.qvlm4j.quant.methods.QuantMethod;
 import org.qvlm4j.quant.methods.Rtn;
 import org.qvlm4j.quant.methods.SmoothQuant;
+import org.qvlm4j.quant.methods.SmoothedCheckpoint;
 import org.qvlm4j.quant.methods.ZeroQuantV2;
 import org.qvlm4j.quant.qvlm.QvlmMethod;
 import picocli.CommandLine;
@@ -52,6 +56,8 @@ import picocli.CommandLine.Option;
                 + "smoothing scales, low-rank terms, input quantization).")
 public final class QuantizeCommand implements Callable<Integer> {
     static final int EXIT_BAD_INPUT = 2;
+    /** The subdirectory of --work holding the smoothed model and its statistics. */
+    static final String SMOOTHED_DIR = "smoothed";
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -99,6 +105,17 @@ public final class QuantizeCommand implements Callable<Integer> {
                     + "(default: ${DEFAULT-VALUE}).")
     String llmInputs;
 
+    @Option(names = "--smooth-alpha", paramLabel = "A",
+            description = "Before quantizing, fold SmoothQuant's scales at this alpha into a copy of the model (the same "
+                    + "function) and repeat the calibration of --stats on it; any method but smoothquant. The copy "
+                    + "goes to qvlm's --work/" + SMOOTHED_DIR + " (reused on resume), else to a scratch directory.")
+    Double smoothAlpha;
+
+    @Option(names = "--smooth-scope", defaultValue = "all", paramLabel = "WHAT",
+            description = "With --smooth-alpha: llm (language model only) or all (vision tower too, CLIP fc2 excepted) "
+                    + "(default: ${DEFAULT-VALUE}).")
+    SmoothedCheckpoint.Scope smoothScope;
+
     @Option(names = "--stats", required = true, paramLabel = "STATS", description = "Calibration statistics of this model.")
     Path stats;
 
@@ -113,12 +130,34 @@ public final class QuantizeCommand implements Callable<Integer> {
     public Integer call() {
         PrintWriter err = spec.commandLine().getErr();
         PrintWriter stdout = spec.commandLine().getOut();
+        Path scratch = null;
         try {
             if ((alpha != null || smoothAll) && !method.equalsIgnoreCase("smoothquant")) {
                 throw new IllegalArgumentException((alpha != null ? "--alpha" : "--smooth-all")
                         + ": expected --method smoothquant, got --method " + method);
             }
-            QuantMethod m = method.equalsIgnoreCase(QvlmMethod.NAME) ? qvlm.method(modelDir, err)
+            if (smoothAlpha != null && method.equalsIgnoreCase("smoothquant")) {
+                throw new IllegalArgumentException("--smooth-alpha: --method smoothquant smooths by itself; use --alpha");
+            }
+            Path model = modelDir;
+            Path st = stats;
+            if (smoothAlpha != null) {
+                boolean keep = method.equalsIgnoreCase(QvlmMethod.NAME) && qvlm.work != null;
+                Path dir = keep ? qvlm.work.resolve(SMOOTHED_DIR) : AtomicFiles.tempSiblingDirectory(out);
+                if (!keep) {
+                    scratch = dir;
+                }
+                try (CalibrationStats cs = CalibrationStats.load(stats)) {
+                    SmoothedCheckpoint.Prepared p = SmoothedCheckpoint.prepare(modelDir, cs, smoothAlpha,
+                            smoothScope, dir, Runtime.getRuntime().availableProcessors(), line -> {
+                                err.println(line);
+                                err.flush();
+                            });
+                    model = p.model();
+                    st = p.stats();
+                }
+            }
+            QuantMethod m = method.equalsIgnoreCase(QvlmMethod.NAME) ? qvlm.method(model, err)
                     : method.equalsIgnoreCase("smoothquant") ? smoothQuant(alpha, smoothAll)
                     : method(method, doubleQuant);
             boolean qvlmNf4 = m instanceof QvlmMethod q && q.config().weightRounding() == QvlmMethod.WeightRounding.NF4;
@@ -126,7 +165,7 @@ public final class QuantizeCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--double-quant: expected --method nf4 or --method qvlm "
                         + "--weight-rounding nf4, got --method qvlm --weight-rounding " + qvlm.weightRounding);
             }
-            QuantPlan plan = plan(qvlmNf4 ? "nf4" : m.name(), wbits, abits, group, doubleQuant, LlavaConfig.load(modelDir));
+            QuantPlan plan = plan(qvlmNf4 ? "nf4" : m.name(), wbits, abits, group, doubleQuant, LlavaConfig.load(model));
             if (llmInputGranularity(llmInputs) == QuantSpec.Granularity.PER_TENSOR) {
                 plan = plan.withInputGranularity(TensorCategory.Family.LLM, QuantSpec.Granularity.PER_TENSOR);
             }
@@ -137,20 +176,20 @@ public final class QuantizeCommand implements Callable<Integer> {
             if (m instanceof QvlmMethod q) {
                 plan = QvlmMethod.paperPlan(plan, q.config().visionPercentile());
                 if (qvlm.searchOnly) {
-                    QvlmMethod.Summary r = q.searchOnly(modelDir, stats, out, plan);
+                    QvlmMethod.Summary r = q.searchOnly(model, st, out, plan);
                     stdout.printf(Locale.ROOT, "qvlm %s: %s, %d blocks, final-layer MSE %.4g, %.1f s; wrote %s%n",
                             r.label(), r.partition().describe(), r.blocks().size(), r.finalMse(),
                             r.stages().get("total"), out);
                     stdout.flush();
                     return 0;
                 }
-                s = q.export(modelDir, stats, out, plan);
+                s = q.export(model, st, out, plan);
                 QvlmMethod.Summary r = q.summary();
                 stdout.printf(Locale.ROOT, "qvlm %s: %s, %d blocks, final-layer MSE %.4g, %.1f s; report %s%n", r.label(),
                         r.partition().describe(), r.blocks().size(), r.finalMse(), r.stages().get("total"),
                         QvlmMethod.REPORT_FILE);
             } else {
-                s = QuantizedExport.run(new QuantizedExport.Request(modelDir, stats, out, m, plan));
+                s = QuantizedExport.run(new QuantizedExport.Request(model, st, out, m, plan));
             }
             stdout.printf(Locale.ROOT, "%s: %d packed linears, %d bytes (F32: %d, ratio %.3f), %d bytes of F32 extras; "
                             + "inputs: %d integer, %d fake; smoothing scales: %d folded, %d at run time; "
@@ -163,6 +202,14 @@ public final class QuantizeCommand implements Callable<Integer> {
             err.println("qvlm4j quantize: " + e.getMessage());
             err.flush();
             return EXIT_BAD_INPUT;
+        } catch (IOException e) {
+            err.println("qvlm4j quantize: " + out + ": cannot create a scratch directory beside it: " + e.getMessage());
+            err.flush();
+            return EXIT_BAD_INPUT;
+        } finally {
+            if (scratch != null) {
+                AtomicFiles.deleteTreeQuietly(scratch);
+            }
         }
     }
 

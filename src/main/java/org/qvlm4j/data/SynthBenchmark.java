@@ -22,6 +22,7 @@ import java.util.TreeSet;
 import java.util.function.Predicate;
 import java.util.stream.IntStream;
 import java.util.stream.Stream;
+import org.qvlm4j.io.AtomicFiles;
 
 /**
  * Procedural multiple-choice benchmark in ScienceQA's format: the stand-in for ScienceQA when the
@@ -429,7 +430,7 @@ public final class SynthBenchmark {
             }
             Path parent = abs.getParent();
             Files.createDirectories(parent);
-            Path tmp = org.qvlm4j.io.AtomicFiles.tempSiblingDirectory(abs);
+            Path tmp = AtomicFiles.tempSiblingDirectory(abs);
             try {
                 writeInto(tmp, o, progress);
                 if (Files.exists(abs)) {
@@ -437,7 +438,7 @@ public final class SynthBenchmark {
                 }
                 Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE);
             } catch (RuntimeException | IOException e) {
-                deleteTree(tmp);
+                AtomicFiles.deleteTreeQuietly(tmp);
                 throw e;
             }
         } catch (IOException e) {
@@ -496,16 +497,6 @@ public final class SynthBenchmark {
     private Rendered rendered(String split, int index) {
         Sample s = sample(split, index, Integer.toString(index + 1));
         return new Rendered(s, s.scene() == null ? null : SceneRenderer.png(SceneRenderer.render(s.scene(), false)));
-    }
-
-    private static void deleteTree(Path p) {
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(q);
-            }
-        } catch (IOException ignored) {
-            // best effort: the temp directory is named as such and left for the user
-        }
     }
 
     // ---------------------------------------------------------------------------------------------

@@ -51,6 +51,23 @@ public final class AtomicFiles {
         }
     }
 
+    /**
+     * Deletes dir and everything under it, best effort (a temporary directory left behind does no
+     * harm: its name marks it as one); null or a missing directory is nothing to do.
+     */
+    public static void deleteTreeQuietly(Path dir) {
+        if (dir == null || !Files.exists(dir)) {
+            return;
+        }
+        try (java.util.stream.Stream<Path> s = Files.walk(dir)) {
+            for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        } catch (IOException ignored) {
+            // best effort, as documented
+        }
+    }
+
     /** Moves tmp over target, atomically where the filesystem allows it. */
     public static void replace(Path tmp, Path target) throws IOException {
         try {

@@ -1,5 +1,6 @@
 package org.qvlm4j.quant.calib;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
@@ -164,6 +165,44 @@ public final class Calibrator {
         SynthBenchmark.Solutions.requireModelsOwn(r.dataDir(), r.modelDir(), "the teacher-forced answers would not "
                 + "be the model's: draw the data with synth --solutions " + SynthBenchmark.Solutions.ofModel(r.modelDir())
                 .name().toLowerCase(Locale.ROOT) + " or calibrate with --inputs prompt");
+    }
+
+    /**
+     * The request that repeats the calibration behind stats (data, split, sample size and seed,
+     * template, pad mode, inputs, Hessian and percentile sites) on another model, writing to out.
+     * The data directory must still hold the problems the manifest records.
+     */
+    public static Request repeat(CalibrationStats stats, Path modelDir, Path out, int threads) {
+        JsonNode m = stats.manifest();
+        Path where = stats.directory().resolve(CalibrationStats.MANIFEST_FILE);
+        Path data = Path.of(required(m.path("data"), "dir", where).asText());
+        String recorded = required(m.path("data"), ScienceQaDataset.PROBLEMS_FILE, where).asText();
+        Path problems = data.resolve(ScienceQaDataset.PROBLEMS_FILE);
+        if (!Files.isRegularFile(problems)) {
+            throw new IllegalArgumentException(where + ": key data.dir: " + data + " no longer holds "
+                    + ScienceQaDataset.PROBLEMS_FILE + "; cannot repeat the calibration");
+        }
+        String actual = sha256(problems);
+        if (!recorded.equals(actual)) {
+            throw new IllegalArgumentException(where + ": key data." + ScienceQaDataset.PROBLEMS_FILE + ": expected sha256 "
+                    + recorded + ", but " + problems + " has " + actual + "; cannot repeat the calibration");
+        }
+        String split = required(m, "split", where).asText();
+        JsonNode o = m.path("options");
+        return new Request(modelDir, data, split, !DEFAULT_SPLIT.equals(split), required(m, "n", where).asInt(),
+                required(m, "seed", where).asLong(), o.path("hessian").asText("none"),
+                o.path("channel_percentiles").asText("all"), threads,
+                PromptTemplate.valueOf(required(m, "template", where).asText()),
+                PadMode.valueOf(required(m, "pad_mode", where).asText()),
+                Inputs.fromManifest(where + ": key inputs", required(m, "inputs", where).asText()), out, false);
+    }
+
+    private static JsonNode required(JsonNode node, String key, Path where) {
+        JsonNode v = node.get(key);
+        if (v == null || v.isNull()) {
+            throw new IllegalArgumentException(where + ": key " + key + " is missing; cannot repeat the calibration");
+        }
+        return v;
     }
 
     /** Runs the calibration and writes the statistics directory. */

@@ -90,7 +90,7 @@ public final class QuantizedExport {
     /** Files copied verbatim when the source model has them. */
     public static final List<String> COPIED_FILES = List.of("config.json", "generation_config.json", "tokenizer.json",
             "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json",
-            "chat_template.json", "preprocessor_config.json");
+            "chat_template.json", "preprocessor_config.json", "smoothing.json");
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
