@@ -47,7 +47,8 @@ import org.qvlm4j.quant.calib.ModelFingerprint;
  *   <li>SwiGLU feeding down_proj: silu(gate)·up is linear in up's output, so up_proj's row j (and
  *       bias) is divided by s_j.</li>
  * </ul>
- * CLIP's fc2 (after GELU) and the projector (after GELU) are left as they are. The scales come
+ * CLIP's fc2 (after GELU) and the projector (after GELU) are left as they are, and so are CLIP layers
+ * past the feature layer (never run). The scales come
  * from the statistics of the source model; each transform changes only its own linear's input, so
  * all of them stay valid while the others are applied. o_proj and down_proj are smoothed first, so
  * the norm-fed groups' column absmax sees the v_proj and up_proj actually written.
@@ -114,7 +115,7 @@ public final class SmoothedCheckpoint {
             SmoothedCheckpoint s = new SmoothedCheckpoint(ckpt, stats, alpha);
             s.smoothLlm(cfg.textConfig());
             if (scope == Scope.ALL) {
-                s.smoothVision(cfg.visionConfig().numHiddenLayers());
+                s.smoothVision(cfg.visionFeatureLayerIndex()); // the layers whose output reaches the projector
             }
             s.writeTo(modelDir, ckpt, out, scope, fp.digest());
             return new Summary(out, alpha, scope, Map.copyOf(s.scales), List.copyOf(s.skipped));

@@ -119,6 +119,53 @@ class QvlmCliTest {
     }
 
     @Test
+    void smoothedCopySearchedAndExported() throws Exception {
+        Path work = tmp.resolve("work-smooth");
+        Path out = tmp.resolve("search-smooth");
+        Run r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "qvlm",
+                "--wbits", "4", "--abits", "4", "--p-grid", "1", "--no-veo", "--no-cdm", "--search-only",
+                "--llm-inputs", "tensor", "--smooth-alpha", "1.0", "--smooth-scope", "llm", "--work", work.toString(),
+                "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("smooth: folded alpha 1.0 scales into"), r.err());
+        assertTrue(Files.isRegularFile(work.resolve("smoothed/model/smoothing.json")));
+        // alpha 1 divides every smoothed input channel by its calibration absmax: the searched
+        // per-tensor ranges (p = 1) lie within [-1, 1], where the source model's do not
+        boolean sourceWider = false;
+        try (SafeTensors st = SafeTensors.open(out.resolve(QvlmMethod.RANGES_FILE));
+             CalibrationStats src = CalibrationStats.load(fx.stats)) {
+            for (int k = 0; k < QvlmFixture.TEXT_LAYERS; k++) {
+                for (String lin : List.of("self_attn.q_proj", "mlp.gate_proj", "mlp.down_proj")) {
+                    String site = "llm.layers." + k + "." + lin + ".in";
+                    float lo = st.get(site + ".lo").toFloatArray()[0];
+                    float hi = st.get(site + ".hi").toFloatArray()[0];
+                    assertTrue(lo >= -1.0001f && hi <= 1.0001f && hi > 0.5f, site + " [" + lo + ", " + hi + "]");
+                    for (float m : src.floats(site, "channel_absmax")) {
+                        sourceWider |= m > 1.5f;
+                    }
+                }
+            }
+        }
+        assertTrue(sourceWider);
+
+        // any other method: the smoothed copy lives in a scratch directory removed afterwards
+        Path rtn = tmp.resolve("smooth-rtn");
+        r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "rtn",
+                "--wbits", "4", "--abits", "4", "--override", "vision=fp;projector=fp", "--smooth-alpha", "0.5",
+                "--out", rtn.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(Files.isRegularFile(rtn.resolve("smoothing.json")));
+        try (var s = Files.list(tmp)) {
+            assertTrue(s.noneMatch(p -> p.getFileName().toString().startsWith("smooth-rtn.tmp-")));
+        }
+        r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "smoothquant",
+                "--wbits", "4", "--abits", "4", "--smooth-alpha", "0.5", "--out", tmp.resolve("never").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--smooth-alpha: --method smoothquant smooths by itself"), r.err());
+        assertFalse(Files.exists(tmp.resolve("never")));
+    }
+
+    @Test
     void smoothQuantMigrationStrengthAndScope() throws Exception {
         java.util.function.Function<String[], Run> sq = extra -> {
             List<String> a = new java.util.ArrayList<>(List.of("quantize", "--model", fx.model.toString(), "--stats",
