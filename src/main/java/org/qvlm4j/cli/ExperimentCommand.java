@@ -120,7 +120,8 @@ public final class ExperimentCommand implements Callable<Integer> {
     @Option(names = "--llm-inputs", defaultValue = "channel", paramLabel = "GRANULARITY",
             description = "Ranges of the LLM's quantized linear inputs for every method: channel (the presets' static "
                     + "range per input channel) or tensor (one static range per linear input, the harder testbed; "
-                    + "Q-VLM then searches a grid with 0.999 and 0.998 and measures its block error normed) "
+                    + "Q-VLM then searches a grid with 0.999 and 0.998, measures its block error normed and runs on a "
+                    + "copy smoothed at alpha " + Settings.TENSOR_SMOOTH_ALPHA + ") "
                     + "(default: ${DEFAULT-VALUE}).")
     String llmInputs;
 

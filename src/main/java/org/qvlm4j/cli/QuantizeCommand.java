@@ -114,7 +114,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--smooth-scope", defaultValue = "all", paramLabel = "WHAT",
             description = "With --smooth-alpha: llm (language model only) or all (vision tower too, CLIP fc2 excepted) "
                     + "(default: ${DEFAULT-VALUE}).")
-    SmoothedCheckpoint.Scope smoothScope;
+    String smoothScope;
 
     @Option(names = "--stats", required = true, paramLabel = "STATS", description = "Calibration statistics of this model.")
     Path stats;
@@ -149,7 +149,7 @@ public final class QuantizeCommand implements Callable<Integer> {
                 }
                 try (CalibrationStats cs = CalibrationStats.load(stats)) {
                     SmoothedCheckpoint.Prepared p = SmoothedCheckpoint.prepare(modelDir, cs, smoothAlpha,
-                            smoothScope, dir, Runtime.getRuntime().availableProcessors(), line -> {
+                            smoothScope(smoothScope), dir, Runtime.getRuntime().availableProcessors(), line -> {
                                 err.println(line);
                                 err.flush();
                             });
@@ -220,6 +220,15 @@ public final class QuantizeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--alpha: expected a migration strength in [0, 1], got " + a);
         }
         return new SmoothQuant(new SmoothQuant.Config(a, all));
+    }
+
+    /** The scope of a {@code --smooth-scope} value. */
+    static SmoothedCheckpoint.Scope smoothScope(String value) {
+        return switch (value.toLowerCase(Locale.ROOT)) {
+            case "llm" -> SmoothedCheckpoint.Scope.LLM;
+            case "all" -> SmoothedCheckpoint.Scope.ALL;
+            default -> throw new IllegalArgumentException("--smooth-scope: expected llm or all, got '" + value + "'");
+        };
     }
 
     /** The granularity of an {@code --llm-inputs} value. */

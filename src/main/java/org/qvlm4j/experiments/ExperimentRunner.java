@@ -350,8 +350,10 @@ public final class ExperimentRunner {
     /**
      * quantize's arguments that put configuration c on the settings' testbed: none on the default one;
      * with per-tensor LLM inputs {@code --llm-inputs tensor} for every configuration that quantizes
-     * inputs, and for Q-VLM also its grid for such tensors (unless the configuration sets its own) and
-     * the normed block error.
+     * inputs, and for Q-VLM also its grid for such tensors (unless the configuration sets its own), the
+     * normed block error and a smoothed copy of the model (SmoothQuant's scales at
+     * {@value Settings#TENSOR_SMOOTH_ALPHA} folded in, the calibration repeated on it; unless the
+     * configuration sets its own alpha).
      */
     static List<String> testbedArgs(Settings s, ConfigSpec c, List<String> flagArgs) {
         List<String> args = new ArrayList<>();
@@ -361,6 +363,9 @@ public final class ExperimentRunner {
                 args.addAll(List.of("--block-error", "normed"));
                 if (!flagArgs.contains("--p-grid")) {
                     args.addAll(List.of("--p-grid", Settings.TENSOR_GRID));
+                }
+                if (!flagArgs.contains("--smooth-alpha")) {
+                    args.addAll(List.of("--smooth-alpha", Settings.TENSOR_SMOOTH_ALPHA));
                 }
             }
         }

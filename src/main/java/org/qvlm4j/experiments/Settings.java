@@ -20,7 +20,8 @@ import java.util.List;
  * @param only         configuration ids to run (empty: all of the experiment's)
  * @param tensorInputs quantize the LLM's linear inputs with one static range per tensor instead of
  *                     per input channel (quantize's {@code --llm-inputs tensor}), the harder setting;
- *                     Q-VLM then searches {@link #TENSOR_GRID} and measures its block error normed
+ *                     Q-VLM then searches {@link #TENSOR_GRID}, measures its block error normed and
+ *                     runs on a smoothed copy of the model ({@link #TENSOR_SMOOTH_ALPHA})
  */
 public record Settings(Path model, Path data, Path out, int calibN, long calibSeed, String evalSplit, int limit,
                        int maxNewTokens, int threads, int benchReps, int decodeTokens, boolean benchInProcess,
@@ -41,6 +42,8 @@ public record Settings(Path model, Path data, Path out, int calibN, long calibSe
      * clipping such tensors need.
      */
     public static final String TENSOR_GRID = "1,0.999,0.998,0.995,0.99,0.985,0.98";
+    /** Q-VLM's smoothing strength on the per-tensor testbed (quantize --smooth-alpha). */
+    public static final String TENSOR_SMOOTH_ALPHA = "1.0";
 
     public Settings {
         require(calibN >= 1, "--calib-n", ">= 1", calibN);

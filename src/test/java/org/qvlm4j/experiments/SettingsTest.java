@@ -53,7 +53,8 @@ class SettingsTest {
         assertEquals(List.of("--llm-inputs", "tensor"), ExperimentRunner.testbedArgs(settings(true), rtn, List.of()));
         assertEquals(List.of(), ExperimentRunner.testbedArgs(settings(true), weightOnly, List.of()));
         assertEquals(List.of(), ExperimentRunner.testbedArgs(settings(true), ConfigSpec.fp(), List.of()));
-        assertEquals(List.of("--llm-inputs", "tensor", "--block-error", "normed", "--p-grid", "1,0.999,0.998,0.995,0.99,0.985,0.98"),
+        assertEquals(List.of("--llm-inputs", "tensor", "--block-error", "normed", "--p-grid", "1,0.999,0.998,0.995,0.99,0.985,0.98",
+                        "--smooth-alpha", "1.0"),
                 ExperimentRunner.testbedArgs(settings(true), qvlm, List.of("--cdm", "--veo")));
         ConfigSpec sq = ConfigSpec.smoothQuantAll(4, 4);
         assertEquals("smoothquant-a1-all-w4a4", sq.id());
@@ -62,8 +63,8 @@ class SettingsTest {
         assertEquals("SmoothQuant (α = 1.0, all linears)", ResultTables.methodName(sq));
         assertEquals("SmoothQuant", ResultTables.methodName(ConfigSpec.baseline("smoothquant", 4, 4)));
         assertEquals(List.of("--llm-inputs", "tensor"), ExperimentRunner.testbedArgs(settings(true), sq, List.of()));
-        // a sweep's own grid stays
+        // a sweep's own grid and alpha stay
         assertEquals(List.of("--llm-inputs", "tensor", "--block-error", "normed"),
-                ExperimentRunner.testbedArgs(settings(true), qvlm, List.of("--p-grid", "1,0.99")));
+                ExperimentRunner.testbedArgs(settings(true), qvlm, List.of("--p-grid", "1,0.99", "--smooth-alpha", "0.5")));
     }
 }
