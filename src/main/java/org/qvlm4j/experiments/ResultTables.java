@@ -668,7 +668,10 @@ final class ResultTables {
         if (s.tensorInputs()) {
             sb.append("- Quantized LLM linear inputs: one static range per tensor (`--llm-inputs tensor`) for every ")
                     .append("method; Q-VLM searches the percentiles ").append(Settings.TENSOR_GRID)
-                    .append(" with its block error measured after the next RMSNorm (`--block-error normed`)\n");
+                    .append(" with its block error measured after the next RMSNorm (`--block-error normed`), on a ")
+                    .append("copy of the model with SmoothQuant's scales at α = ").append(Settings.TENSOR_SMOOTH_ALPHA)
+                    .append(" folded into its weights and the calibration repeated on it (`--smooth-alpha ")
+                    .append(Settings.TENSOR_SMOOTH_ALPHA).append("`)\n");
         }
         sb.append("- Evaluation: LLaVA-1.5 ScienceQA protocol, VICUNA_V1 template, greedy, at most ")
                 .append(s.maxNewTokens()).append(" new tokens\n");

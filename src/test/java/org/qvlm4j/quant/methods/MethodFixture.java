@@ -98,6 +98,11 @@ final class MethodFixture {
             m.forward(calibIds.get(s), calibPixels.get(s));
         }
         m.setActivationTap(null);
+        return concat(parts);
+    }
+
+    /** The arrays one after another. */
+    static float[] concat(List<float[]> parts) {
         int n = parts.stream().mapToInt(a -> a.length).sum();
         float[] out = new float[n];
         int o = 0;

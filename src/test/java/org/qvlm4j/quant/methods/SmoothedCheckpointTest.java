@@ -235,17 +235,7 @@ class SmoothedCheckpointTest {
     }
 
     static float[] stack(float[]... parts) {
-        int n = 0;
-        for (float[] p : parts) {
-            n += p.length;
-        }
-        float[] o = new float[n];
-        int at = 0;
-        for (float[] p : parts) {
-            System.arraycopy(p, 0, o, at, p.length);
-            at += p.length;
-        }
-        return o;
+        return MethodFixture.concat(List.of(parts));
     }
 
     static void assertClose(float[] want, float[] got) {
