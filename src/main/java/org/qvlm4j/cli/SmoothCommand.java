@@ -33,8 +33,8 @@ public final class SmoothCommand implements Callable<Integer> {
             description = "Migration strength alpha in [0, 1] (default: ${DEFAULT-VALUE}).")
     double alpha;
 
-    @Option(names = "--scope", defaultValue = "LLM", paramLabel = "WHAT",
-            description = "llm (language model only) or all (vision tower too, CLIP fc2 excepted) (default: llm).")
+    @Option(names = "--scope", defaultValue = "ALL", paramLabel = "WHAT",
+            description = "llm (language model only) or all (vision tower too, CLIP fc2 excepted) (default: all).")
     SmoothedCheckpoint.Scope scope;
 
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "Model directory to create.")

@@ -166,6 +166,28 @@ class QvlmCliTest {
     }
 
     @Test
+    void smoothWritesACheckpointThatLoads() throws Exception {
+        Path out = tmp.resolve("smoothed-cli");
+        Run r = run("smooth", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--alpha", "0.8",
+                "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        // fixture: 5 decoder layers with shared key/value heads (o_proj left), 1 vision layer before the feature layer
+        assertTrue(r.out().startsWith("smoothed " + (QvlmFixture.TEXT_LAYERS * 6 + 5) + " linears (alpha 0.8, scope all)"),
+                r.out());
+        JsonNode m = JSON.readTree(out.resolve("smoothing.json").toFile());
+        assertEquals(0.8, m.get("alpha").asDouble());
+        assertEquals(QvlmFixture.TEXT_LAYERS + 1, m.get("left_unsmoothed").size());
+        try (LlavaModel a = fx.load(); LlavaModel b = LlavaModel.load(out)) {
+            assertEquals(a.linears().size(), b.linears().size());
+        }
+        r = run("smooth", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--alpha", "2",
+                "--out", tmp.resolve("smoothed-bad").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("alpha must be in [0, 1], got 2.0"), r.err());
+        assertFalse(Files.exists(tmp.resolve("smoothed-bad")));
+    }
+
+    @Test
     void smoothQuantMigrationStrengthAndScope() throws Exception {
         java.util.function.Function<String[], Run> sq = extra -> {
             List<String> a = new java.util.ArrayList<>(List.of("quantize", "--model", fx.model.toString(), "--stats",
