@@ -136,6 +136,9 @@ public final class QuantizeCommand implements Callable<Integer> {
                 throw new IllegalArgumentException((alpha != null ? "--alpha" : "--smooth-all")
                         + ": expected --method smoothquant, got --method " + method);
             }
+            if (smoothAlpha == null && spec.commandLine().getParseResult().hasMatchedOption("--smooth-scope")) {
+                throw new IllegalArgumentException("--smooth-scope: expected together with --smooth-alpha");
+            }
             if (smoothAlpha != null && method.equalsIgnoreCase("smoothquant")) {
                 throw new IllegalArgumentException("--smooth-alpha: --method smoothquant smooths by itself; use --alpha");
             }

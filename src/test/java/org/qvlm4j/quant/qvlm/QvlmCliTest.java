@@ -163,6 +163,10 @@ class QvlmCliTest {
         assertEquals(Main.EXIT_BAD_INPUT, r.code());
         assertTrue(r.err().contains("--smooth-alpha: --method smoothquant smooths by itself"), r.err());
         assertFalse(Files.exists(tmp.resolve("never")));
+        r = run("quantize", "--model", fx.model.toString(), "--stats", fx.stats.toString(), "--method", "rtn",
+                "--wbits", "4", "--abits", "4", "--smooth-scope", "llm", "--out", tmp.resolve("never").toString());
+        assertEquals(Main.EXIT_BAD_INPUT, r.code());
+        assertTrue(r.err().contains("--smooth-scope: expected together with --smooth-alpha"), r.err());
     }
 
     @Test
