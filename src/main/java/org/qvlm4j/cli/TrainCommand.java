@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.stream.Stream;
+import org.qvlm4j.data.Scene;
 import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.data.WordLevelTokenizerBuilder;
 import org.qvlm4j.data.ScienceQaProblem;
@@ -164,6 +165,11 @@ public final class TrainCommand implements Callable<Integer> {
             + "column on the patch grid, so that the frozen features say where a colour is, not only which.")
     boolean visionPretrainPlaces;
 
+    @Option(names = "--vision-pretrain-word-head", description = "In the perception stage, name each patch's colour "
+            + "through the language model's own input embeddings of the colour words (trained with it), so that a feature "
+            + "of a red patch points where the word 'red' does.")
+    boolean visionPretrainWordHead;
+
     @Option(names = "--pack", defaultValue = "1", description = "Examples per forward: each batch is run as packs of this many "
             + "examples stacked into one sequence of rows (larger products; attention stays within each example). "
             + "Results depend on it (summation order); default: ${DEFAULT-VALUE}.")
@@ -282,6 +288,10 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--vision-pretrain-grid " + visionPretrainGrid
                     + " needs --vision-pretrain-steps N > 0 (the grid is a setting of that stage)");
         }
+        if (visionPretrainWordHead && (visionPretrainSteps == 0 || visionPretrainGrid != 1)) {
+            throw new IllegalArgumentException("--vision-pretrain-word-head: expected with --vision-pretrain-steps N > 0 "
+                    + "and --vision-pretrain-grid 1, got steps " + visionPretrainSteps + " and grid " + visionPretrainGrid);
+        }
         if (visionPretrainPlaces && visionPretrainSteps == 0) {
             throw new IllegalArgumentException("--vision-pretrain-places needs --vision-pretrain-steps N > 0 (the places are "
                     + "a setting of that stage)");
@@ -319,6 +329,7 @@ public final class TrainCommand implements Callable<Integer> {
         List<TrainingExample> examples;
         LlavaConfig cfg;
         int padId;
+        int[] colourTokens = null;
         try (LlavaTokenizer tok = LlavaTokenizer.load(out)) {
             if (!tok.hasToken(PromptTemplate.IMAGE_PLACEHOLDER)) {
                 throw new IllegalArgumentException(out.resolve(LlavaTokenizer.TOKENIZER_FILE) + ": no '"
@@ -333,6 +344,16 @@ public final class TrainCommand implements Callable<Integer> {
                         + tok.vocabSize() + " (the tokenizer's), got " + cfg.textConfig().vocabSize());
             }
             padId = tok.padId() >= 0 && tok.padId() < tok.vocabSize() ? tok.padId() : TrainableLlava.NO_PAD;
+            if (visionPretrainWordHead) {
+                colourTokens = new int[Scene.Colour.values().length];
+                for (Scene.Colour c : Scene.Colour.values()) {
+                    if (!tok.hasToken(c.word)) {
+                        throw new IllegalArgumentException("--vision-pretrain-word-head: " + out.resolve(
+                                LlavaTokenizer.TOKENIZER_FILE) + " has no token '" + c.word + "'");
+                    }
+                    colourTokens[c.ordinal()] = tok.tokenToId(c.word);
+                }
+            }
             ExampleEncoder encoder = new QcmExampleEncoder(tok, cfg, new ClipImageProcessor(pre, PadMode.NONE), style)
                     .supervisePrompt(promptLoss);
             long t0 = System.nanoTime();
@@ -364,7 +385,7 @@ public final class TrainCommand implements Callable<Integer> {
         TrainableLlava model = init != null ? TrainableLlava.load(init) : TrainableLlava.initialize(cfg, padId, seed);
         Path ckptDir = out.resolve(CHECKPOINTS);
         if (pretrainOptions != null && (!resume || Trainer.latestCheckpoint(ckptDir) == null)) {
-            pretrainVision(model, examples, pre, pretrainOptions, err);
+            pretrainVision(model, examples, pre, pretrainOptions, colourTokens, err);
         }
         if (freezeVision) {
             model = model.freezing(name -> name.startsWith(VISION_TOWER_PREFIX));
@@ -407,7 +428,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     private void pretrainVision(TrainableLlava model, List<TrainingExample> examples, ClipPreprocessConfig pre,
-                                VisionPretrainer.Options o, PrintWriter err) {
+                                VisionPretrainer.Options o, int[] colourTokens, PrintWriter err) {
         List<float[]> images = new ArrayList<>();
         for (TrainingExample ex : examples) {
             if (ex.pixels() != null) {
@@ -418,7 +439,8 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--vision-pretrain-steps " + visionPretrainSteps + ": the training problems have no images");
         }
         err.printf(Locale.ROOT, "train: vision pretraining, %d steps of %d of the %d images%n", o.steps(), o.batch(), images.size());
-        VisionPretrainer.Result r = VisionPretrainer.run(model, images, pre.imageMean(), pre.imageStd(), o, (step, total, loss, secs) -> {
+        VisionPretrainer.Result r = VisionPretrainer.run(model, images, pre.imageMean(), pre.imageStd(), o, colourTokens,
+                (step, total, loss, secs) -> {
             if (step % logEvery == 0 || step == total) {
                 err.printf(Locale.ROOT, "pretrain %d/%d loss %.4f elapsed %.1f s%n", step, total, loss, secs);
                 err.flush();
@@ -430,6 +452,7 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("lr", o.lr());
         m.put("grid", o.grid());
         m.put("places", o.places());
+        m.put("word_head", colourTokens != null);
         m.put("images", images.size());
         m.put("first_loss", r.losses().getFirst());
         m.put("final_loss", r.losses().getLast());

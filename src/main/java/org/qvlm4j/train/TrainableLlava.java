@@ -70,6 +70,8 @@ public final class TrainableLlava {
     private static final String VL = V + "encoder.layers.";
     private static final String M = "multi_modal_projector.";
     private static final String L = "language_model.model.";
+    /** The language model's input embedding table (vocab, D). */
+    public static final String EMBED_TOKENS = L + "embed_tokens.weight";
     private static final String LM_HEAD = "language_model.lm_head.weight";
     private static final ObjectMapper JSON = new ObjectMapper();
 

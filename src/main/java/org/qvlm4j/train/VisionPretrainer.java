@@ -211,6 +211,18 @@ public final class VisionPretrainer {
     /** Trains the model's vision tower and projector in place on the images (each (C, S, S)). */
     public static Result run(TrainableLlava model, List<float[]> images, double[] mean, double[] std, Options o,
                              Listener listener) {
+        return run(model, images, mean, std, o, null, listener);
+    }
+
+    /**
+     * As {@link #run(TrainableLlava, List, double[], double[], Options, Listener)}; with colourTokens
+     * (the token ids of the {@link Scene.Colour} words, in declaration order) the colour head's rows
+     * are the language model's own input embeddings of those words (the "none" row alone is the
+     * head's), trained with the tower: a feature then names its patch's colour by pointing where the
+     * word does, and the stage also moves those embedding rows (no other row gets a gradient).
+     */
+    public static Result run(TrainableLlava model, List<float[]> images, double[] mean, double[] std, Options o,
+                             int[] colourTokens, Listener listener) {
         if (images.isEmpty()) {
             throw new IllegalArgumentException("vision pretraining: no images");
         }
@@ -235,10 +247,31 @@ public final class VisionPretrainer {
         for (int i = 0; i < w.length; i++) {
             w[i] = (float) (init.nextGaussian() * TrainableLlava.INIT_STD);
         }
-        Tensor headW = Tensor.param("head.weight", w, g2 * CLASSES, D);
         Tensor headB = Tensor.param("head.bias", new float[g2 * CLASSES], g2 * CLASSES);
-        List<Tensor> decay = new ArrayList<>(List.of(headW));
+        List<Tensor> decay = new ArrayList<>();
         List<Tensor> noDecay = new ArrayList<>(List.of(headB));
+        Tensor headW = null;
+        Tensor noneRow = null;
+        Tensor embed = null;
+        if (colourTokens == null) {
+            headW = Tensor.param("head.weight", w, g2 * CLASSES, D);
+            decay.add(headW);
+        } else {
+            if (colourTokens.length != CLASSES - 1 || o.grid() != 1) {
+                throw new IllegalArgumentException("vision pretraining with the word head: expected " + (CLASSES - 1)
+                        + " colour tokens and grid 1, got " + colourTokens.length + " tokens and grid " + o.grid());
+            }
+            embed = model.parameters().get(TrainableLlava.EMBED_TOKENS);
+            for (int t : colourTokens) {
+                if (t < 0 || t >= embed.dim(0)) {
+                    throw new IllegalArgumentException("vision pretraining with the word head: colour token " + t
+                            + " is outside the vocabulary of " + embed.dim(0));
+                }
+            }
+            noneRow = Tensor.param("head.none", Arrays.copyOf(w, D), 1, D);
+            decay.add(noneRow);
+            noDecay.add(embed);
+        }
         int side = size / patch;
         int[] places = o.places() ? placeLabels(size, patch, cls) : null;
         Tensor placeW = null;
@@ -285,7 +318,9 @@ public final class VisionPretrainer {
             }
             Tape tape = new Tape();
             Tensor features = model.imageFeatures(tape, batch, TrainableLlava.Hook.NONE); // (b F, D)
-            Tensor logits = Ops.linear(tape, features, headW, headB); // (b F, G^2 classes)
+            Tensor head = headW != null ? headW
+                    : Ops.concatRows(tape, noneRow, Ops.embedding(tape, embed, colourTokens)); // (classes, D)
+            Tensor logits = Ops.linear(tape, features, head, headB); // (b F, G^2 classes)
             if (g2 > 1) {
                 logits = Ops.reshape(tape, logits, logits.shape()[0] * g2, CLASSES);
             }

@@ -279,6 +279,17 @@ class TrainCommandTest {
         assertEquals(0, withPlaces.code, withPlaces.err);
         JsonNode placedManifest = new ObjectMapper().readTree(Files.readString(placed.resolve("train_manifest.json")));
         assertTrue(placedManifest.get("vision_pretrain").get("places").asBoolean(), placedManifest.toString());
+        Result noWords = run(args(badGrid, "--vision-pretrain-word-head"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, noWords.code);
+        assertTrue(noWords.err.contains("--vision-pretrain-word-head: expected with --vision-pretrain-steps N > 0"),
+                noWords.err);
+        assertFalse(Files.exists(badGrid), "refused before anything is written");
+        Path worded = shared.resolve("pretrain-words");
+        Result withWords = run(args(worded, "--vision-pretrain-steps", "2", "--vision-pretrain-batch", "4",
+                "--vision-pretrain-word-head", "--max-steps", "1"));
+        assertEquals(0, withWords.code, withWords.err);
+        JsonNode wordManifest = new ObjectMapper().readTree(Files.readString(worded.resolve("train_manifest.json")));
+        assertTrue(wordManifest.get("vision_pretrain").get("word_head").asBoolean(), wordManifest.toString());
         Result rest = run(args(frozen, "--freeze-vision", "--resume"));
         assertEquals(0, rest.code, rest.err);
         JsonNode manifest = new ObjectMapper().readTree(Files.readString(frozen.resolve("train_manifest.json")));

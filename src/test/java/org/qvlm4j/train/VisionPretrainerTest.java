@@ -196,4 +196,69 @@ class VisionPretrainerTest {
         assertEquals(r.losses(), again.losses());
         assertTrue(TrainableLlava.differingParameters(a, b).isEmpty(), "same seed, same bytes");
     }
+
+    @Test
+    void theWordHeadNamesColoursThroughTheColourWordsEmbeddings() {
+        LlavaConfig cfg = TinyModels.config();
+        List<float[]> images = colouredImages(cfg, 48, 3);
+        int[] words = {11, 12, 13, 14, 15, 16}; // stand-ins for the six colour words' token ids
+        VisionPretrainer.Options o = new VisionPretrainer.Options(200, 8, 1e-2, 5);
+        TrainableLlava before = TrainableLlava.initialize(cfg, TinyModels.PAD, 1);
+        TrainableLlava a = TrainableLlava.initialize(cfg, TinyModels.PAD, 1);
+        VisionPretrainer.Result r = VisionPretrainer.run(a, images, MEAN, STD, o, words, null);
+        double first = r.losses().subList(0, 5).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
+        double last = r.losses().subList(195, 200).stream().mapToDouble(Double::doubleValue).average().orElseThrow();
+        assertTrue(last < 0.2 * first, "loss " + first + " -> " + last);
+
+        // the vision side and, of the language model, only the colour words' embedding rows moved
+        for (String name : TrainableLlava.differingParameters(before, a)) {
+            assertTrue(name.startsWith("vision_tower.") || name.startsWith("multi_modal_projector.")
+                    || name.equals(TrainableLlava.EMBED_TOKENS), name + " changed");
+        }
+        float[] e0 = before.parameters().get(TrainableLlava.EMBED_TOKENS).data();
+        float[] e1 = a.parameters().get(TrainableLlava.EMBED_TOKENS).data();
+        int d = cfg.textConfig().hiddenSize();
+        for (int t = 0; t < cfg.textConfig().vocabSize(); t++) {
+            int row = t;
+            boolean colour = Arrays.stream(words).anyMatch(w -> w == row);
+            float[] r0 = Arrays.copyOfRange(e0, t * d, (t + 1) * d);
+            float[] r1 = Arrays.copyOfRange(e1, t * d, (t + 1) * d);
+            assertEquals(colour, !Arrays.equals(r0, r1), "embedding row " + t);
+        }
+
+        // a coloured patch's feature lies closest, by dot product, to its colour word's embedding
+        int size = cfg.visionConfig().imageSize();
+        int patch = cfg.visionConfig().patchSize();
+        int right = 0;
+        int coloured = 0;
+        for (float[] px : images) {
+            int[] labels = VisionPretrainer.featureLabels(px, size, patch, 1, false, MEAN, STD);
+            float[] f = a.imageFeatures(new org.qvlm4j.tensor.Tape(), px).data(); // (F, D)
+            for (int p = 0; p < labels.length; p++) {
+                if (labels[p] == 0) {
+                    continue;
+                }
+                coloured++;
+                int best = -1;
+                double bestDot = Double.NEGATIVE_INFINITY;
+                for (int c = 0; c < words.length; c++) {
+                    double dot = 0;
+                    for (int j = 0; j < d; j++) {
+                        dot += (double) f[p * d + j] * e1[words[c] * d + j];
+                    }
+                    if (dot > bestDot) {
+                        bestDot = dot;
+                        best = c;
+                    }
+                }
+                right += best + 1 == labels[p] ? 1 : 0;
+            }
+        }
+        assertTrue(coloured > 50, "coloured patches " + coloured);
+        assertTrue(right > 0.9 * coloured, right + " of " + coloured + " coloured patches");
+
+        TrainableLlava b = TrainableLlava.initialize(cfg, TinyModels.PAD, 1);
+        assertEquals(r.losses(), VisionPretrainer.run(b, images, MEAN, STD, o, words, null).losses());
+        assertTrue(TrainableLlava.differingParameters(a, b).isEmpty(), "same seed, same bytes");
+    }
 }
