@@ -165,6 +165,11 @@ public final class TrainCommand implements Callable<Integer> {
             + "column on the patch grid, so that the frozen features say where a colour is, not only which.")
     boolean visionPretrainPlaces;
 
+    @Option(names = "--vision-pretrain-slots", description = "In the perception stage, also make the features of the "
+            + "first patches one slot per palette colour, naming whether that colour is in the picture, as a square or "
+            + "another shape, and the row and column of the 8 x 8 grid that holds it.")
+    boolean visionPretrainSlots;
+
     @Option(names = "--vision-pretrain-word-head", description = "In the perception stage, name each patch's colour "
             + "through the language model's own input embeddings of the colour words (trained with it), so that a feature "
             + "of a red patch points where the word 'red' does.")
@@ -296,9 +301,13 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--vision-pretrain-places needs --vision-pretrain-steps N > 0 (the places are "
                     + "a setting of that stage)");
         }
+        if (visionPretrainSlots && visionPretrainSteps == 0) {
+            throw new IllegalArgumentException("--vision-pretrain-slots needs --vision-pretrain-steps N > 0 (the slots are "
+                    + "a setting of that stage)");
+        }
         VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
                 visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid,
-                visionPretrainPlaces);
+                visionPretrainPlaces, visionPretrainSlots);
 
         ScienceQaDataset dataset = ScienceQaDataset.load(data);
         List<ScienceQaProblem> problems = dataset.split(split);
@@ -452,6 +461,11 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("lr", o.lr());
         m.put("grid", o.grid());
         m.put("places", o.places());
+        m.put("slots", o.slots());
+        if (o.slots()) {
+            m.put("slot_accuracy", r.slotAccuracy());
+            err.printf(Locale.ROOT, "pretrain: slot labels named right %.4f%n", r.slotAccuracy());
+        }
         m.put("word_head", colourTokens != null);
         m.put("images", images.size());
         m.put("first_loss", r.losses().getFirst());

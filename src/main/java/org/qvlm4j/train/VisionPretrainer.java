@@ -42,6 +42,14 @@ import org.qvlm4j.train.optim.GradClip;
  * frozen features can tell which colours a picture holds but not where; with places each feature
  * says both, as CLIP's features do.
  *
+ * <p>With slots ({@link Options#slots}) the features of the first {@value #SLOTS} patches (raster
+ * order) also serve as one slot per palette colour: three linear heads over slot k's feature name
+ * whether colour k is in the picture and a square or another shape, and the row and the column of
+ * the {@value #SLOT_CELLS} x {@value #SLOT_CELLS} grid that holds it ({@link #slotLabels}). Where a
+ * named colour is then sits at a fixed image token, the same for every picture, so that a language
+ * model reads it from one place instead of searching the image tokens for that colour; the tower
+ * computes the search, under this dense supervision, in its own attention.
+ *
  * <p>Steps draw batches of images by a seeded shuffle per pass, run them as one packed forward,
  * clip the global gradient norm at 1 and take an AdamW step (decay 0.01 on matrices) on a cosine
  * schedule with 5% warm-up down to 10% of the peak rate. The same model, images, options and seed
@@ -54,6 +62,16 @@ public final class VisionPretrainer {
     public static final double COLOUR_RADIUS = 80;
     /** Fraction of a patch's pixels the winning colour must cover. */
     public static final double MIN_COVER = 3.0 / 16;
+    /** Slot features: one per palette colour, the first patches in raster order. */
+    public static final int SLOTS = Scene.Colour.values().length;
+    /** Cells of the slot's row and column labels per picture side (the synthetic maps' coordinate grid). */
+    public static final int SLOT_CELLS = 8;
+    /** Fewest pixels of a colour for its slot to count it present. */
+    public static final int SLOT_MIN_PIXELS = 4;
+    /** Fraction of its bounding box a colour must fill to count as a square. */
+    public static final double SQUARE_FILL = 0.92;
+    /** Slot kind classes: absent, a square, another shape. */
+    public static final int SLOT_KINDS = 3;
 
     /**
      * @param steps optimizer steps
@@ -62,13 +80,20 @@ public final class VisionPretrainer {
      * @param seed  seed of the head's initialisation and of the shuffles
      * @param grid  cells per patch side, each with its own label (1: the patch colour)
      * @param places also name every patch feature's row and column
+     * @param slots  the features of the first {@value #SLOTS} patches also name where the picture's
+     *               colour of that index is and whether it is a square ({@link #slotLabels})
      */
-    public record Options(int steps, int batch, double lr, long seed, int grid, boolean places) {
+    public record Options(int steps, int batch, double lr, long seed, int grid, boolean places, boolean slots) {
         public Options {
             if (steps < 1 || batch < 1 || !(lr > 0) || grid < 1) {
                 throw new IllegalArgumentException("vision pretraining: need steps >= 1, batch >= 1, lr > 0, grid >= 1; got steps="
                         + steps + " batch=" + batch + " lr=" + lr + " grid=" + grid);
             }
+        }
+
+        /** No slots. */
+        public Options(int steps, int batch, double lr, long seed, int grid, boolean places) {
+            this(steps, batch, lr, seed, grid, places, false);
         }
 
         /** Colour labels on a grid of cells, no places. */
@@ -87,9 +112,16 @@ public final class VisionPretrainer {
         void onStep(int step, int totalSteps, double loss, double elapsedSeconds);
     }
 
-    /** The per-step losses and the wall time. */
-    public record Result(List<Double> losses, double seconds) {
+    /**
+     * The per-step losses, the wall time and, with slots, the fraction of slot labels (kind, row and
+     * column of every slot) the heads name right over the last {@value #SLOT_CHECK_IMAGES} images
+     * (NaN without slots).
+     */
+    public record Result(List<Double> losses, double seconds, double slotAccuracy) {
     }
+
+    /** Images the slot accuracy of {@link Result} is measured on: the last of the list. */
+    public static final int SLOT_CHECK_IMAGES = 256;
 
     private VisionPretrainer() {
     }
@@ -208,6 +240,50 @@ public final class VisionPretrainer {
         return l;
     }
 
+    /**
+     * Labels of the {@value #SLOTS} slots of one preprocessed image (C, S, S), slot-major ({@code [3 k]}
+     * kind, {@code [3 k + 1]} row, {@code [3 k + 2]} column) for the colour of declaration index k: the
+     * pixels nearest that palette colour within {@link #COLOUR_RADIUS}; with fewer than
+     * {@value #SLOT_MIN_PIXELS} of them the colour is absent (kind, row and column 0), else the middle of
+     * their bounding box gives row and column, 1 to {@value #SLOT_CELLS} from the top and the left (the
+     * cell of the picture's {@value #SLOT_CELLS} x {@value #SLOT_CELLS} grid holding it), and the kind is
+     * 1 when the pixels fill at least {@link #SQUARE_FILL} of the box (a square), else 2.
+     */
+    public static int[] slotLabels(float[] pixels, int size, double[] mean, double[] std) {
+        if (pixels.length != 3 * size * size) {
+            throw new IllegalArgumentException("slot labels: expected (3, " + size + ", " + size + ") pixels, got "
+                    + pixels.length + " floats");
+        }
+        int[] nearest = cellColours(pixels, size, 1, mean, std);
+        int[] l = new int[3 * SLOTS];
+        for (int k = 0; k < SLOTS; k++) {
+            int count = 0;
+            int x0 = size;
+            int x1 = -1;
+            int y0 = size;
+            int y1 = -1;
+            for (int y = 0; y < size; y++) {
+                for (int x = 0; x < size; x++) {
+                    if (nearest[y * size + x] == k + 1) {
+                        count++;
+                        x0 = Math.min(x0, x);
+                        x1 = Math.max(x1, x);
+                        y0 = Math.min(y0, y);
+                        y1 = Math.max(y1, y);
+                    }
+                }
+            }
+            if (count < SLOT_MIN_PIXELS) {
+                continue;
+            }
+            double box = (double) (x1 - x0 + 1) * (y1 - y0 + 1);
+            l[3 * k] = count >= SQUARE_FILL * box ? 1 : 2;
+            l[3 * k + 1] = Math.min(SLOT_CELLS - 1, (y0 + y1) / 2 * SLOT_CELLS / size) + 1;
+            l[3 * k + 2] = Math.min(SLOT_CELLS - 1, (x0 + x1) / 2 * SLOT_CELLS / size) + 1;
+        }
+        return l;
+    }
+
     /** Trains the model's vision tower and projector in place on the images (each (C, S, S)). */
     public static Result run(TrainableLlava model, List<float[]> images, double[] mean, double[] std, Options o,
                              Listener listener) {
@@ -286,6 +362,33 @@ public final class VisionPretrainer {
             decay.add(placeW);
             noDecay.add(placeB);
         }
+        int[][] slotTargets = null;
+        Tensor[] slotW = null;
+        Tensor[] slotB = null;
+        if (o.slots()) {
+            if (side * side < SLOTS) {
+                throw new IllegalArgumentException("vision pretraining with slots: " + side * side + " patches, need "
+                        + SLOTS);
+            }
+            slotTargets = new int[images.size()][];
+            for (int i = 0; i < images.size(); i++) {
+                slotTargets[i] = slotLabels(images.get(i), size, mean, std);
+            }
+            int[] classes = {SLOT_KINDS, SLOT_CELLS + 1, SLOT_CELLS + 1};
+            String[] names = {"kind", "row", "column"};
+            slotW = new Tensor[3];
+            slotB = new Tensor[3];
+            for (int h = 0; h < 3; h++) {
+                float[] sw = new float[classes[h] * D];
+                for (int i = 0; i < sw.length; i++) {
+                    sw[i] = (float) (init.nextGaussian() * TrainableLlava.INIT_STD);
+                }
+                slotW[h] = Tensor.param("slot_" + names[h] + ".weight", sw, classes[h], D);
+                slotB[h] = Tensor.param("slot_" + names[h] + ".bias", new float[classes[h]], classes[h]);
+                decay.add(slotW[h]);
+                noDecay.add(slotB[h]);
+            }
+        }
         for (var e : model.parameters().entrySet()) {
             if (e.getKey().startsWith("vision_tower.") || e.getKey().startsWith("multi_modal_projector.")) {
                 (e.getValue().rank() >= 2 ? decay : noDecay).add(e.getValue());
@@ -303,6 +406,7 @@ public final class VisionPretrainer {
         long t0 = System.nanoTime();
         for (int step = 0; step < o.steps(); step++) {
             List<float[]> batch = new ArrayList<>(o.batch());
+            List<Integer> picked = new ArrayList<>(o.batch());
             int[] targets = new int[Math.min(o.batch(), n) * F * g2];
             for (int b = 0; b < Math.min(o.batch(), n); b++) {
                 if (pos == n) {
@@ -311,6 +415,7 @@ public final class VisionPretrainer {
                 }
                 int i = order[pos++];
                 batch.add(images.get(i));
+                picked.add(i);
                 System.arraycopy(labels.get(i), 0, targets, b * F * g2, F * g2);
             }
             for (Tensor p : params) {
@@ -334,6 +439,24 @@ public final class VisionPretrainer {
                 Tensor where = Ops.reshape(tape, Ops.linear(tape, features, placeW, placeB), rows * 2, side);
                 loss = Ops.add(tape, loss, Ops.crossEntropy(tape, where, placeTargets));
             }
+            if (slotTargets != null) {
+                int bs = batch.size();
+                int[] rows = new int[bs * SLOTS];
+                int[][] t = new int[3][bs * SLOTS];
+                for (int b = 0; b < bs; b++) {
+                    int[] sl = slotTargets[picked.get(b)];
+                    for (int k = 0; k < SLOTS; k++) {
+                        rows[b * SLOTS + k] = b * F + (cls ? 1 : 0) + k;
+                        for (int h = 0; h < 3; h++) {
+                            t[h][b * SLOTS + k] = sl[3 * k + h];
+                        }
+                    }
+                }
+                Tensor slotFeatures = Ops.embedding(tape, features, rows); // (b SLOTS, D)
+                for (int h = 0; h < 3; h++) {
+                    loss = Ops.add(tape, loss, Ops.crossEntropy(tape, Ops.linear(tape, slotFeatures, slotW[h], slotB[h]), t[h]));
+                }
+            }
             tape.backward(loss);
             GradClip.clipByGlobalNorm(params, 1.0);
             opt.step(schedule.lr(step));
@@ -342,7 +465,35 @@ public final class VisionPretrainer {
                 listener.onStep(step + 1, o.steps(), loss.item(), (System.nanoTime() - t0) / 1e9);
             }
         }
-        return new Result(List.copyOf(losses), (System.nanoTime() - t0) / 1e9);
+        double slotAccuracy = Double.NaN;
+        if (slotTargets != null) {
+            int right = 0;
+            int total = 0;
+            for (int from = Math.max(0, n - SLOT_CHECK_IMAGES); from < n; from += o.batch()) {
+                int to = Math.min(n, from + o.batch());
+                Tensor features = model.imageFeatures(new Tape(), images.subList(from, to), TrainableLlava.Hook.NONE);
+                for (int h = 0; h < 3; h++) {
+                    Tensor logits = Ops.linear(new Tape(), features, slotW[h], slotB[h]);
+                    int c = logits.dim(1);
+                    float[] z = logits.data();
+                    for (int i = from; i < to; i++) {
+                        for (int k = 0; k < SLOTS; k++) {
+                            int row = (i - from) * F + (cls ? 1 : 0) + k;
+                            int best = 0;
+                            for (int j = 1; j < c; j++) {
+                                if (z[row * c + j] > z[row * c + best]) {
+                                    best = j;
+                                }
+                            }
+                            right += best == slotTargets[i][3 * k + h] ? 1 : 0;
+                            total++;
+                        }
+                    }
+                }
+            }
+            slotAccuracy = right / (double) total;
+        }
+        return new Result(List.copyOf(losses), (System.nanoTime() - t0) / 1e9, slotAccuracy);
     }
 
     private static void shuffle(int[] order, SplittableRandom rng) {

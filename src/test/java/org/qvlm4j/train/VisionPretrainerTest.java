@@ -165,6 +165,96 @@ class VisionPretrainerTest {
         assertEquals(r.losses(), again.losses(), "same seed, same losses");
     }
 
+    /** Renders a scene the benchmark's way (background, marks, noise) and preprocesses it. */
+    private static float[] rendered(Scene scene) {
+        int n = scene.size();
+        int[] rgb = org.qvlm4j.data.SceneRenderer.render(scene, false).getRGB(0, 0, n, n, null, 0, n);
+        return normalized(rgb, n);
+    }
+
+    @Test
+    void slotLabelsNameWhereEachColourIsAndWhetherItIsASquare() {
+        int size = 64;
+        // centres 4 pixels from the 8-pixel cell borders: row and column are the scene's own cells
+        List<Scene.SceneObject> objects = List.of(
+                new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.RED, 12, 44, 3, false),
+                new Scene.SceneObject(Scene.Shape.CIRCLE, Scene.Colour.BLUE, 52, 12, 4, false),
+                new Scene.SceneObject(Scene.Shape.CROSS, Scene.Colour.GREEN, 28, 28, 4, false),
+                new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.ORANGE, 44, 52, 9, true),
+                new Scene.SceneObject(Scene.Shape.TRIANGLE, Scene.Colour.PURPLE, 4, 4, 0, false));
+        List<Scene.Mark> marks = List.of(new Scene.Mark(40, 20, 43, 20, 60), new Scene.Mark(20, 58, 20, 61, 100));
+        Scene scene = new Scene(size, objects, marks, 0xD0D0D0, 0xB8C0C8, false, 5, 12, 14, 99L);
+        int[] l = VisionPretrainer.slotLabels(rendered(scene), size, MEAN, STD);
+        // (kind, row, column) per colour in declaration order: red, blue, green, yellow, purple, orange
+        int[] expected = {
+            1, 44 / 8 + 1, 12 / 8 + 1, // red square
+            2, 12 / 8 + 1, 52 / 8 + 1, // blue circle: not a square
+            2, 28 / 8 + 1, 28 / 8 + 1, // green cross
+            0, 0, 0, // no yellow
+            0, 0, 0, // a purple shape of half-size 0: too few pixels
+            1, 52 / 8 + 1, 44 / 8 + 1}; // a large orange square
+        assertArrayEquals(expected, l);
+        // the same picture without noise, background or marks gives the same labels
+        assertArrayEquals(expected, VisionPretrainer.slotLabels(normalized(
+                org.qvlm4j.data.SceneRenderer.render(scene, true).getRGB(0, 0, size, size, null, 0, size), size), size, MEAN, STD));
+    }
+
+    /**
+     * Pictures of a 16-pixel model: on grey, one to three 4-pixel squares, each of a distinct palette
+     * colour, at distinct places on the 4 x 4 grid of patches.
+     */
+    static List<float[]> squarePictures(int n, long seed) {
+        int size = 16;
+        Scene.Colour[] palette = Scene.Colour.values();
+        SplittableRandom rng = new SplittableRandom(seed);
+        List<float[]> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            int[] rgb = new int[size * size];
+            Arrays.fill(rgb, GREY);
+            int m = rng.nextInt(1, 4);
+            List<Integer> colours = new ArrayList<>(List.of(0, 1, 2, 3, 4, 5));
+            List<Integer> places = new ArrayList<>();
+            for (int p = 0; p < 16; p++) {
+                places.add(p);
+            }
+            for (int k = 0; k < m; k++) {
+                int c = colours.remove(rng.nextInt(colours.size()));
+                int p = places.remove(rng.nextInt(places.size()));
+                for (int y = 0; y < 4; y++) {
+                    for (int x = 0; x < 4; x++) {
+                        rgb[((p / 4) * 4 + y) * size + (p % 4) * 4 + x] = palette[c].rgb;
+                    }
+                }
+            }
+            out.add(normalized(rgb, size));
+        }
+        return out;
+    }
+
+    @Test
+    void aSlotRunLearnsWhereEachColourIs() {
+        // 16 patches of 4 pixels, two vision layers: the first patches can gather a colour from anywhere
+        LlavaConfig cfg = new ModelShape(16, 4, 24, 2, 2, 16, 1, 2, 1, 64).toConfig(TinyModels.VOCAB, TinyModels.IMAGE,
+                TinyModels.BOS, TinyModels.EOS);
+        List<float[]> images = squarePictures(256, 3);
+        // a head that names every colour absent is right on this share of the labels
+        long absent = images.stream().mapToLong(px -> Arrays.stream(VisionPretrainer.slotLabels(px, 16, MEAN, STD))
+                .filter(v -> v == 0).count()).sum();
+        double allAbsent = absent / (double) (images.size() * 3 * VisionPretrainer.SLOTS);
+        VisionPretrainer.Options o = new VisionPretrainer.Options(600, 16, 1e-2, 5, 1, false, true);
+        VisionPretrainer.Result r = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN, STD,
+                o, null);
+        assertTrue(r.slotAccuracy() > allAbsent + 0.5 * (1 - allAbsent),
+                "slot accuracy " + r.slotAccuracy() + ", all-absent " + allAbsent);
+        VisionPretrainer.Result again = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN,
+                STD, o, null);
+        assertEquals(r.losses(), again.losses(), "same seed, same losses");
+        assertEquals(r.slotAccuracy(), again.slotAccuracy());
+        VisionPretrainer.Result plain = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN,
+                STD, new VisionPretrainer.Options(600, 16, 1e-2, 5), null);
+        assertTrue(Double.isNaN(plain.slotAccuracy()), "no slots, no slot accuracy");
+    }
+
     /** Images whose patches each have one colour of the palette or grey. */
     static List<float[]> colouredImages(LlavaConfig cfg, int n, long seed) {
         return tiledImages(cfg.visionConfig().imageSize(), cfg.visionConfig().patchSize(), Scene.Colour.values().length, n, seed);
