@@ -44,7 +44,9 @@ final class ProbeCommand implements Callable<Integer> {
     int score;
 
     @Option(names = "--target", defaultValue = "colour", description = "What the probe names: colour (the palette colour "
-            + "covering the patch), row or column (the patch's place on the patch grid); default: ${DEFAULT-VALUE}.")
+            + "covering the patch), row or column (the patch's place on the patch grid), slot_kind, slot_row or slot_column "
+            + "(from the first six patch features, whether colour k is present and a square, and the row and column of "
+            + "the 8 x 8 grid that holds it); default: ${DEFAULT-VALUE}.")
     String target;
 
     @Option(names = "--seed", defaultValue = "0", description = "Seed of the probe's shuffles (default: ${DEFAULT-VALUE}).")
@@ -83,9 +85,11 @@ final class ProbeCommand implements Callable<Integer> {
                 r = ColourProbe.run(m.config(), images, fit, proc.config().imageMean(), proc.config().imageStd(),
                         m::imageFeatures, seed, t);
             }
-            out.printf("%s probe: %d pictures fitted, %d scored (%d patches, %d coloured)%n", t.name().toLowerCase(java.util.Locale.ROOT), fit, score,
-                    r.features().patches(), r.features().coloured());
-            out.println("| input | all patches | coloured patches |");
+            boolean slot = t.name().startsWith("SLOT");
+            out.printf("%s probe: %d pictures fitted, %d scored (%d %s, %d %s)%n", t.name().toLowerCase(java.util.Locale.ROOT), fit,
+                    score, r.features().patches(), slot ? "slots" : "patches", r.features().coloured(),
+                    slot ? "of colours present" : "coloured");
+            out.println(slot ? "| input | all slots | colours present |" : "| input | all patches | coloured patches |");
             out.println("|---|---|---|");
             out.printf("| image features | %.2f | %.2f |%n", 100 * r.features().accuracy(), 100 * r.features().colouredAccuracy());
             out.printf("| raw pixels | %.2f | %.2f |%n", 100 * r.pixels().accuracy(), 100 * r.pixels().colouredAccuracy());

@@ -25,9 +25,18 @@ import org.qvlm4j.io.config.LlavaConfig;
 public final class ColourProbe {
     private static final int PASSES = 8;
 
-    /** What the probe names: the patch's palette colour, its row or its column on the patch grid. */
+    /**
+     * What the probe names: the patch's palette colour, its row or its column on the patch grid; or,
+     * from the features of the first {@link VisionPretrainer#SLOTS} patches, for slot k the kind, row
+     * or column {@link VisionPretrainer#slotLabels} gives colour k (what {@code --vision-pretrain-slots}
+     * teaches those features to say).
+     */
     public enum Target {
-        COLOUR, ROW, COLUMN;
+        COLOUR, ROW, COLUMN, SLOT_KIND, SLOT_ROW, SLOT_COLUMN;
+
+        boolean slot() {
+            return ordinal() >= SLOT_KIND.ordinal();
+        }
 
         /** The target of a lower-case name; the error names the option. */
         public static Target parse(String option, String value) {
@@ -36,12 +45,14 @@ public final class ColourProbe {
                     return t;
                 }
             }
-            throw new IllegalArgumentException(option + ": expected 'colour', 'row' or 'column', got '" + value + "'");
+            throw new IllegalArgumentException(option + ": expected 'colour', 'row', 'column', 'slot_kind', 'slot_row' or "
+                    + "'slot_column', got '" + value + "'");
         }
     }
 
     /**
-     * Accuracy over all scored patches and over the coloured ones (label other than none).
+     * Accuracy over all scored patches and over the coloured ones (label other than none; for the
+     * slot targets, the slots whose colour is in the picture).
      *
      * @param patches  scored patches
      * @param coloured scored patches with a colour
@@ -76,9 +87,12 @@ public final class ColourProbe {
         int size = cfg.visionConfig().imageSize();
         int patch = cfg.visionConfig().patchSize();
         int grid = size / patch;
-        int P = grid * grid;
         int F = cfg.imageSeqLength();
-        int skip = F - P; // a class token first under the "full" strategy
+        int skip = F - grid * grid; // a class token first under the "full" strategy
+        int P = target.slot() ? VisionPretrainer.SLOTS : grid * grid;
+        if (P > grid * grid) {
+            throw new IllegalArgumentException("colour probe: " + target + " needs " + P + " patches, the model has " + grid * grid);
+        }
         int n = images.size() * P;
         int[] labels = new int[n];
         boolean[] coloured = new boolean[n];
@@ -87,15 +101,19 @@ public final class ColourProbe {
         for (int i = 0; i < images.size(); i++) {
             float[] px = images.get(i);
             int[] l = VisionPretrainer.patchColours(px, size, patch, mean, std);
+            int[] slots = target.slot() ? VisionPretrainer.slotLabels(px, size, mean, std) : null;
             float[] f = featuresOf.apply(px);
             int D = f.length / F;
             for (int p = 0; p < P; p++) {
                 int row = i * P + p;
-                coloured[row] = l[p] != 0;
+                coloured[row] = slots != null ? slots[3 * p] != 0 : l[p] != 0;
                 labels[row] = switch (target) {
                     case COLOUR -> l[p];
                     case ROW -> p / grid;
                     case COLUMN -> p % grid;
+                    case SLOT_KIND -> slots[3 * p];
+                    case SLOT_ROW -> slots[3 * p + 1];
+                    case SLOT_COLUMN -> slots[3 * p + 2];
                 };
                 feats[row] = Arrays.copyOfRange(f, (skip + p) * D, (skip + p + 1) * D);
                 float[] r = new float[3 * patch * patch];
@@ -112,7 +130,12 @@ public final class ColourProbe {
             }
         }
         int split = fit * P;
-        int classes = target == Target.COLOUR ? VisionPretrainer.CLASSES : grid;
+        int classes = switch (target) {
+            case COLOUR -> VisionPretrainer.CLASSES;
+            case ROW, COLUMN -> grid;
+            case SLOT_KIND -> VisionPretrainer.SLOT_KINDS;
+            case SLOT_ROW, SLOT_COLUMN -> VisionPretrainer.SLOT_CELLS + 1;
+        };
         return new Result(probe(feats, labels, coloured, classes, split, seed),
                 probe(raw, labels, coloured, classes, split, seed));
     }

@@ -87,4 +87,37 @@ class ColourProbeTest {
                 () -> ColourProbe.Target.parse("--target", "size"));
         assertTrue(e.getMessage().contains("--target") && e.getMessage().contains("'size'"), e.getMessage());
     }
+
+    @Test
+    void slotTargetsReadTheSlotLabelsFromTheFirstPatches() {
+        LlavaConfig cfg = new ModelShape(16, 4, 24, 2, 2, 16, 1, 2, 1, 64).toConfig(TinyModels.VOCAB, TinyModels.IMAGE,
+                TinyModels.BOS, TinyModels.EOS);
+        List<float[]> images = VisionPretrainerTest.squarePictures(600, 4);
+        double[] mean = VisionPretrainerTest.MEAN;
+        double[] std = VisionPretrainerTest.STD;
+        int F = cfg.imageSeqLength();
+        int d = VisionPretrainer.SLOT_KINDS + 2 * (VisionPretrainer.SLOT_CELLS + 1);
+        // features holding the labels one-hot at slot k's patch, nothing elsewhere
+        Function<float[], float[]> oracle = px -> {
+            int[] l = VisionPretrainer.slotLabels(px, 16, mean, std);
+            float[] f = new float[F * d];
+            for (int k = 0; k < VisionPretrainer.SLOTS; k++) {
+                f[k * d + l[3 * k]] = 1;
+                f[k * d + VisionPretrainer.SLOT_KINDS + l[3 * k + 1]] = 1;
+                f[k * d + VisionPretrainer.SLOT_KINDS + VisionPretrainer.SLOT_CELLS + 1 + l[3 * k + 2]] = 1;
+            }
+            return f;
+        };
+        for (ColourProbe.Target t : List.of(ColourProbe.Target.SLOT_KIND, ColourProbe.Target.SLOT_ROW,
+                ColourProbe.Target.SLOT_COLUMN)) {
+            ColourProbe.Result r = ColourProbe.run(cfg, images, 450, mean, std, oracle, 1, t);
+            assertEquals(150 * VisionPretrainer.SLOTS, r.features().patches());
+            assertTrue(r.features().accuracy() > 0.99, t + " " + r);
+            // a constant feature can do no better than naming every colour absent: present colours all wrong
+            ColourProbe.Result blind = ColourProbe.run(cfg, images, 450, mean, std, px -> new float[F * 4], 1, t);
+            assertEquals(0.0, blind.features().colouredAccuracy(), t + " " + blind);
+            assertTrue(blind.features().coloured() > 100, "present colours scored: " + blind.features().coloured());
+        }
+        assertEquals(ColourProbe.Target.SLOT_ROW, ColourProbe.Target.parse("--target", "slot_row"));
+    }
 }
