@@ -91,7 +91,8 @@ public final class ColourProbe {
         int skip = F - grid * grid; // a class token first under the "full" strategy
         int P = target.slot() ? VisionPretrainer.SLOTS : grid * grid;
         if (P > grid * grid) {
-            throw new IllegalArgumentException("colour probe: " + target + " needs " + P + " patches, the model has " + grid * grid);
+            throw new IllegalArgumentException("colour probe: " + target.name().toLowerCase(java.util.Locale.ROOT) + " needs " + P
+                    + " patch features, the model makes " + grid * grid);
         }
         int n = images.size() * P;
         int[] labels = new int[n];

@@ -309,11 +309,18 @@ class TrainCommandTest {
             "--fit", "3", "--score", "2", "--target", "row"}, new PrintWriter(rows, true), new PrintWriter(err, true));
         assertEquals(0, code, err.toString());
         assertTrue(rows.toString().startsWith("row probe: 3 pictures fitted"), rows.toString());
+        // the slot targets read six patch features; this model has fewer, and the probe says so
+        StringWriter slotErr = new StringWriter();
+        code = Main.run(new String[] {"probe", "--model", straight.toString(), "--data", data.toString(), "--split", "train",
+            "--fit", "3", "--score", "2", "--target", "slot_row"}, new PrintWriter(new StringWriter(), true),
+            new PrintWriter(slotErr, true));
+        assertEquals(2, code);
+        assertTrue(slotErr.toString().contains("slot_row needs 6 patch features, the model makes 4"), slotErr.toString());
         StringWriter err3 = new StringWriter();
         code = Main.run(new String[] {"probe", "--model", straight.toString(), "--data", data.toString(), "--target", "size"},
                 new PrintWriter(new StringWriter(), true), new PrintWriter(err3, true));
         assertEquals(2, code);
-        assertTrue(err3.toString().contains("--target: expected 'colour', 'row' or 'column', got 'size'"), err3.toString());
+        assertTrue(err3.toString().contains("--target: expected 'colour', 'row', 'column', 'slot_kind', 'slot_row' or 'slot_column', got 'size'"), err3.toString());
         StringWriter err2 = new StringWriter();
         code = Main.run(new String[] {"probe", "--model", straight.toString(), "--data", data.toString(), "--split", "train",
             "--fit", "1000"}, new PrintWriter(new StringWriter(), true), new PrintWriter(err2, true));
