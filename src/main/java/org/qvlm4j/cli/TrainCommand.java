@@ -305,6 +305,14 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--vision-pretrain-slots needs --vision-pretrain-steps N > 0 (the slots are "
                     + "a setting of that stage)");
         }
+        if (visionPretrainSlots) {
+            var v = init != null ? LlavaConfig.load(init).visionConfig() : null;
+            int side = v != null ? v.imageSize() / v.patchSize() : imageSize / patch;
+            if (side * side < VisionPretrainer.SLOTS) {
+                throw new IllegalArgumentException("--vision-pretrain-slots: expected at least " + VisionPretrainer.SLOTS
+                        + " patches, one per palette colour, got " + side * side);
+            }
+        }
         VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
                 visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid,
                 visionPretrainPlaces, visionPretrainSlots);

@@ -279,6 +279,14 @@ class TrainCommandTest {
         assertEquals(0, withPlaces.code, withPlaces.err);
         JsonNode placedManifest = new ObjectMapper().readTree(Files.readString(placed.resolve("train_manifest.json")));
         assertTrue(placedManifest.get("vision_pretrain").get("places").asBoolean(), placedManifest.toString());
+        Result noSlotStage = run(args(badGrid, "--vision-pretrain-slots"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, noSlotStage.code);
+        assertTrue(noSlotStage.err.contains("--vision-pretrain-slots needs --vision-pretrain-steps"), noSlotStage.err);
+        Result fewPatches = run(args(badGrid, "--vision-pretrain-steps", "2", "--vision-pretrain-slots"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, fewPatches.code);
+        assertTrue(fewPatches.err.contains("--vision-pretrain-slots: expected at least 6 patches, one per palette colour, "
+                + "got 4"), fewPatches.err);
+        assertFalse(Files.exists(badGrid), "refused before anything is written");
         Result noWords = run(args(badGrid, "--vision-pretrain-word-head"));
         assertEquals(TrainCommand.EXIT_BAD_INPUT, noWords.code);
         assertTrue(noWords.err.contains("--vision-pretrain-word-head: expected with --vision-pretrain-steps N > 0"),
