@@ -33,6 +33,7 @@ import org.qvlm4j.train.ExampleEncoder;
 import org.qvlm4j.train.LossPlot;
 import org.qvlm4j.train.ModelShape;
 import org.qvlm4j.train.QcmExampleEncoder;
+import org.qvlm4j.train.SlotAttention;
 import org.qvlm4j.train.TrainableLlava;
 import org.qvlm4j.train.Trainer;
 import org.qvlm4j.train.TrainingExample;
@@ -169,6 +170,20 @@ public final class TrainCommand implements Callable<Integer> {
             + "first patches one slot per palette colour, naming whether that colour is in the picture, as a square or "
             + "another shape, and the row and column of the 8 x 8 grid that holds it.")
     boolean visionPretrainSlots;
+
+    @Option(names = "--slot-attention-weight", defaultValue = "0", paramLabel = "W", description = "Also teach one "
+            + "attention head to read a colour's slot: where the answer names a palette colour and then a number (a map "
+            + "coordinate), that head's attention from the colour word is trained, by cross-entropy times W, onto image "
+            + "token k of colour k (the slots of --vision-pretrain-slots). Default: ${DEFAULT-VALUE} (off).")
+    double slotAttentionWeight;
+
+    @Option(names = "--slot-attention-layer", defaultValue = "0", paramLabel = "L", description = "Decoder layer of the head "
+            + "--slot-attention-weight teaches (default: ${DEFAULT-VALUE}, the first).")
+    int slotAttentionLayer;
+
+    @Option(names = "--slot-attention-head", defaultValue = "0", paramLabel = "H", description = "Query head of that layer "
+            + "(default: ${DEFAULT-VALUE}).")
+    int slotAttentionHead;
 
     @Option(names = "--vision-pretrain-word-head", description = "In the perception stage, name each patch's colour "
             + "through the language model's own input embeddings of the colour words (trained with it), so that a feature "
@@ -313,6 +328,21 @@ public final class TrainCommand implements Callable<Integer> {
                         + " patches, one per palette colour, got " + side * side);
             }
         }
+        if (slotAttentionWeight < 0 || !Double.isFinite(slotAttentionWeight)) {
+            throw new IllegalArgumentException("--slot-attention-weight: expected a finite weight >= 0, got " + slotAttentionWeight);
+        }
+        if (slotAttentionWeight > 0 && !visionPretrainSlots && init == null) {
+            throw new IllegalArgumentException("--slot-attention-weight " + slotAttentionWeight + " needs slot features: "
+                    + "--vision-pretrain-slots, or --init with a model trained with them");
+        }
+        SlotAttention.Settings slotAttention = slotAttentionWeight == 0 ? null
+                : new SlotAttention.Settings(slotAttentionLayer, slotAttentionHead, slotAttentionWeight);
+        int layersOf = init != null ? LlavaConfig.load(init).textConfig().numHiddenLayers() : layers;
+        int headsOf = init != null ? LlavaConfig.load(init).textConfig().numAttentionHeads() : textHidden / headDim;
+        if (slotAttention != null && (slotAttentionLayer >= layersOf || slotAttentionHead >= headsOf)) {
+            throw new IllegalArgumentException("--slot-attention-layer " + slotAttentionLayer + " / --slot-attention-head "
+                    + slotAttentionHead + ": expected a layer below " + layersOf + " and a head below " + headsOf);
+        }
         VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
                 visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid,
                 visionPretrainPlaces, visionPretrainSlots);
@@ -389,6 +419,18 @@ public final class TrainCommand implements Callable<Integer> {
             if (drilled > 0) {
                 err.printf(Locale.ROOT, "train: added %d lookup drills%n", drilled);
             }
+            if (slotAttention != null) {
+                SlotAttention targets = new SlotAttention(tok, cfg.imageTokenIndex());
+                long positions = 0;
+                int annotated = 0;
+                for (int i = 0; i < examples.size(); i++) {
+                    TrainingExample ex = targets.annotate(examples.get(i));
+                    examples.set(i, ex);
+                    positions += ex.attentionTargets();
+                    annotated += ex.attentionTargets() > 0 ? 1 : 0;
+                }
+                err.printf(Locale.ROOT, "train: %,d slot attention targets in %,d examples%n", positions, annotated);
+            }
             err.printf(Locale.ROOT, "train: encoded %d problems in %.1f s%n", examples.size(), (System.nanoTime() - t0) / 1e9);
         }
         long tokens = 0;
@@ -407,7 +449,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (freezeVision) {
             model = model.freezing(name -> name.startsWith(VISION_TOWER_PREFIX));
         }
-        Trainer trainer = new Trainer(model, examples, options, ckptDir);
+        Trainer trainer = new Trainer(model, examples, options, ckptDir).superviseAttention(slotAttention);
         err.printf(Locale.ROOT, "train: %d examples (%d with an image), %.1f tokens on average, longest %d; %,d parameters; "
                         + "%d steps (%d per epoch) of %d examples on %d workers%n", examples.size(), withImage,
                 (double) tokens / examples.size(), maxLen, model.parameterCount(), trainer.totalSteps(),
@@ -420,6 +462,9 @@ public final class TrainCommand implements Callable<Integer> {
                     err.printf(Locale.ROOT, "step %d/%d epoch %d loss %.4f lr %.2e |g| %.3f %.0f tok/s %.2f ex/s elapsed %s eta %s%n",
                             p.step(), p.totalSteps(), p.epoch(), p.loss(), p.lr(), p.gradNorm(), p.tokensPerSecond(),
                             p.examplesPerSecond(), duration(p.elapsedSeconds()), duration(p.etaSeconds()));
+                    if (!Double.isNaN(p.attentionLoss())) {
+                        err.printf(Locale.ROOT, "  slot attention loss %.4f%n", p.attentionLoss());
+                    }
                     err.flush();
                 }
             }
@@ -495,6 +540,12 @@ public final class TrainCommand implements Callable<Integer> {
         // Reached through the top-level command, the arguments start with the subcommand's own name.
         args.subList(!args.isEmpty() && args.getFirst().equals("train") ? 1 : 0, args.size()).forEach(cmd::add);
         m.put("seed", seed);
+        if (slotAttentionWeight > 0) {
+            ObjectNode a = m.putObject("slot_attention");
+            a.put("weight", slotAttentionWeight);
+            a.put("layer", slotAttentionLayer);
+            a.put("head", slotAttentionHead);
+        }
         m.put("data", data.toAbsolutePath().normalize().toString());
         m.put("split", split);
         SynthBenchmark.Solutions solutions = SynthBenchmark.Solutions.ofData(data);

@@ -504,6 +504,23 @@ public final class TrainableLlava {
      * The hook sees the packed tensors.
      */
     public Tensor logits(Tape tape, List<int[]> sequences, List<float[]> images, Hook hook) {
+        return logits(tape, sequences, images, hook, null);
+    }
+
+    /** What {@link #logits} collects for a supervised attention head: its targets in, its loss out. */
+    private static final class AttentionProbe {
+        final SlotAttention.Settings settings;
+        /** Per packed row, the key position within its own sequence, or {@link TrainingExample#NO_TARGET}. */
+        final int[] targets;
+        Tensor loss;
+
+        AttentionProbe(SlotAttention.Settings settings, int[] targets) {
+            this.settings = settings;
+            this.targets = targets;
+        }
+    }
+
+    private Tensor logits(Tape tape, List<int[]> sequences, List<float[]> images, Hook hook, AttentionProbe probe) {
         int n = sequences.size();
         if (n == 0 || images.size() != n) {
             throw new IllegalArgumentException("packed forward: expected one image entry (or null) per sequence and at least one "
@@ -562,6 +579,9 @@ public final class TrainableLlava {
             String r = "llm.layers." + i + ".";
             h = hook.residual(tape, r + "in", h);
             Tensor x = Ops.rmsNorm(tape, h, p(l + "input_layernorm.weight"), eps);
+            if (probe != null && probe.settings.layer() == i) {
+                probe.loss = attentionLoss(tape, x, l, bounds, probe);
+            }
             Tensor q = rope(tape, lin(tape, hook, x, l, r, "self_attn.q_proj"), heads, t.ropeTheta(), bounds);
             Tensor k = rope(tape, lin(tape, hook, x, l, r, "self_attn.k_proj"), kvHeads, t.ropeTheta(), bounds);
             Tensor v = lin(tape, hook, x, l, r, "self_attn.v_proj");
@@ -576,6 +596,63 @@ public final class TrainableLlava {
         h = Ops.rmsNorm(tape, h, p(L + "norm.weight"), eps);
         Tensor head = config.tieWordEmbeddings() ? embed : p(LM_HEAD);
         return linear(tape, hook, "lm_head", h, head, null); // (T, V)
+    }
+
+    /**
+     * Mean over the probe's targets of -log of the attention weight that the probe's head of this
+     * layer gives, from the target's row, to the target key (causal softmax of q k^T / sqrt(Hd) over
+     * the row's own sequence, with RoPE as in the forward). x is the layer's normed input (T, D).
+     */
+    private Tensor attentionLoss(Tape tape, Tensor x, String l, int[] bounds, AttentionProbe probe) {
+        LlamaTextConfig t = config.textConfig();
+        int heads = t.numAttentionHeads();
+        int head = probe.settings.head();
+        if (head >= heads) {
+            throw new IllegalArgumentException("slot attention: head " + head + " does not exist, the model has " + heads
+                    + " query heads per layer");
+        }
+        int hd = t.headDim();
+        int kvHead = head / (heads / t.numKeyValueHeads());
+        Tensor qh = headProjection(tape, x, l + "self_attn.q_proj", head, hd);
+        Tensor kh = headProjection(tape, x, l + "self_attn.k_proj", kvHead, hd);
+        float scale = (float) (1.0 / Math.sqrt(hd));
+        List<Tensor> rows = new ArrayList<>();
+        for (int s = 0; s + 1 < bounds.length; s++) {
+            Tensor qs = null;
+            Tensor ks = null;
+            for (int row = bounds[s]; row < bounds[s + 1]; row++) {
+                int target = probe.targets[row];
+                if (target == TrainingExample.NO_TARGET) {
+                    continue;
+                }
+                if (qs == null) {
+                    qs = Ops.rope(tape, Ops.sliceRows(tape, qh, bounds[s], bounds[s + 1]), 1, t.ropeTheta(), 0);
+                    ks = Ops.rope(tape, Ops.sliceRows(tape, kh, bounds[s], bounds[s + 1]), 1, t.ropeTheta(), 0);
+                }
+                int pos = row - bounds[s];
+                Tensor scores = Ops.scale(tape, Ops.linear(tape, Ops.sliceRows(tape, qs, pos, pos + 1),
+                        Ops.sliceRows(tape, ks, 0, pos + 1), null), scale); // (1, pos + 1)
+                rows.add(Ops.crossEntropy(tape, scores, new int[] {target}));
+            }
+        }
+        if (rows.isEmpty()) {
+            return null;
+        }
+        Tensor sum = rows.get(0);
+        for (int i = 1; i < rows.size(); i++) {
+            sum = Ops.add(tape, sum, rows.get(i));
+        }
+        return Ops.scale(tape, sum, 1f / rows.size());
+    }
+
+    /** One head's slice (T, Hd) of the projection {@code name} (rows head*Hd .. (head+1)*Hd of its weight). */
+    private Tensor headProjection(Tape tape, Tensor x, String name, int head, int hd) {
+        Tensor w = Ops.sliceRows(tape, p(name + ".weight"), head * hd, (head + 1) * hd);
+        Tensor b = optional(name + ".bias");
+        if (b != null) {
+            b = Ops.reshape(tape, Ops.sliceRows(tape, Ops.reshape(tape, b, b.numel(), 1), head * hd, (head + 1) * hd), hd);
+        }
+        return Ops.linear(tape, x, w, b);
     }
 
     /** Replaces, in order, the rows of image tokens by the image features (HF masked_scatter). */
@@ -653,6 +730,58 @@ public final class TrainableLlava {
         }
         Tensor logits = logits(tape, ids, images, Hook.NONE); // (sum T, V)
         return Ops.crossEntropy(tape, logits, targets);
+    }
+
+    /**
+     * {@link #loss(Tape, List)} plus, when attention is given and the pack has attention targets
+     * ({@link TrainingExample#attend}), its weight times the mean over those targets of -log of the
+     * attention weight that its head in its layer puts on the target key. Without targets (or with
+     * attention null) this is exactly {@link #loss(Tape, List)}.
+     */
+    public Tensor loss(Tape tape, List<TrainingExample> pack, SlotAttention.Settings attention) {
+        return lossParts(tape, pack, attention)[0];
+    }
+
+    /**
+     * The parts of {@link #loss(Tape, List, SlotAttention.Settings)}: {total, next-token loss,
+     * attention loss (null without targets)}.
+     */
+    public Tensor[] lossParts(Tape tape, List<TrainingExample> pack, SlotAttention.Settings attention) {
+        int total = 0;
+        boolean any = false;
+        for (TrainingExample ex : pack) {
+            total += ex.length();
+            any |= ex.attentionTargets() > 0;
+        }
+        if (attention == null || !any) {
+            Tensor l = loss(tape, pack);
+            return new Tensor[] {l, l, null};
+        }
+        if (attention.layer() >= config.textConfig().numHiddenLayers()) {
+            throw new IllegalArgumentException("slot attention: layer " + attention.layer() + " does not exist, the model has "
+                    + config.textConfig().numHiddenLayers() + " decoder layers");
+        }
+        List<int[]> ids = new ArrayList<>(pack.size());
+        List<float[]> images = new ArrayList<>(pack.size());
+        int[] targets = new int[total];
+        int[] attend = new int[total];
+        int o = 0;
+        for (TrainingExample ex : pack) {
+            ids.add(ex.inputIds());
+            images.add(ex.pixels());
+            System.arraycopy(ex.shiftedTargets(), 0, targets, o, ex.length());
+            if (ex.attend() != null) {
+                System.arraycopy(ex.attend(), 0, attend, o, ex.length());
+            } else {
+                Arrays.fill(attend, o, o + ex.length(), TrainingExample.NO_TARGET);
+            }
+            o += ex.length();
+        }
+        AttentionProbe probe = new AttentionProbe(attention, attend);
+        Tensor logits = logits(tape, ids, images, Hook.NONE, probe);
+        Tensor next = Ops.crossEntropy(tape, logits, targets);
+        Tensor sum = Ops.add(tape, next, Ops.scale(tape, probe.loss, (float) attention.weight()));
+        return new Tensor[] {sum, next, probe.loss};
     }
 
     // ---------------------------------------------------------------- save

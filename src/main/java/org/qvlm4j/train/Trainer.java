@@ -133,7 +133,14 @@ public final class Trainer {
 
     /** One optimizer step as reported to the listener. */
     public record Progress(int step, int totalSteps, int epoch, double loss, double lr, double gradNorm,
-                           double tokensPerSecond, double examplesPerSecond, double elapsedSeconds, double etaSeconds) {
+                           double tokensPerSecond, double examplesPerSecond, double elapsedSeconds, double etaSeconds,
+                           double attentionLoss) {
+        /** Progress of a step without attention targets (attention loss NaN). */
+        public Progress(int step, int totalSteps, int epoch, double loss, double lr, double gradNorm,
+                        double tokensPerSecond, double examplesPerSecond, double elapsedSeconds, double etaSeconds) {
+            this(step, totalSteps, epoch, loss, lr, gradNorm, tokensPerSecond, examplesPerSecond, elapsedSeconds, etaSeconds,
+                    Double.NaN);
+        }
     }
 
     /** Receives progress after every step and the path of every checkpoint written. */
@@ -172,6 +179,7 @@ public final class Trainer {
     private final CosineSchedule schedule;
     private final int stepsPerEpoch;
     private final int totalSteps;
+    private SlotAttention.Settings attention;
 
     /**
      * @param checkpointDir where checkpoints go (created if needed), or null for none
@@ -275,7 +283,8 @@ public final class Trainer {
                     batch.add(data.get(order[i]));
                 }
                 long stepStart = System.nanoTime();
-                double loss = accumulateGradients(batch, replicas, pool);
+                double[] parts = accumulateGradients(batch, replicas, pool);
+                double loss = parts[0];
                 double norm = GradClip.clipByGlobalNorm(params, options.clipNorm());
                 if (!Double.isFinite(loss) || !Double.isFinite(norm)) {
                     throw new IllegalStateException("training diverged at step " + (step + 1) + ": loss " + loss
@@ -299,7 +308,8 @@ public final class Trainer {
                 double eta = runSeconds / doneThisRun * (end - step - 1);
                 if (listener != null) {
                     listener.onStep(new Progress(step + 1, totalSteps, epoch + 1, loss, lr, norm,
-                            tokensThisRun / runSeconds, examplesThisRun / runSeconds, elapsedBefore + runSeconds, eta));
+                            tokensThisRun / runSeconds, examplesThisRun / runSeconds, elapsedBefore + runSeconds, eta,
+                            parts[1]));
                 }
                 boolean last = step + 1 == end;
                 boolean periodic = options.checkpointEvery() > 0 && (step + 1) % options.checkpointEvery() == 0;
@@ -323,9 +333,10 @@ public final class Trainer {
      * Sums the batch's gradient into the model's parameters: the batch is cut into packs of
      * {@code options.pack} consecutive examples, and pack j contributes the gradient of its mean token
      * loss times n_j / N (n_j its supervised tokens, N the batch's), in pack order. Returns the batch
-     * loss, the same weighted sum of the packs' losses.
+     * loss, the same weighted sum of the packs' losses, and the mean attention loss of the packs that
+     * have attention targets (NaN when none has; see {@link #superviseAttention}).
      */
-    private double accumulateGradients(List<TrainingExample> batch, TrainableLlava[] replicas, ExecutorService pool) {
+    private double[] accumulateGradients(List<TrainingExample> batch, TrainableLlava[] replicas, ExecutorService pool) {
         long total = 0;
         for (TrainingExample ex : batch) {
             total += ex.supervisedTokens();
@@ -335,10 +346,12 @@ public final class Trainer {
             packs.add(batch.subList(i, Math.min(batch.size(), i + options.pack())));
         }
         double loss = 0;
+        double attentionSum = 0;
+        int attentionPacks = 0;
         int W = replicas.length;
         for (int r = 0; r < packs.size(); r += W) {
             int n = Math.min(W, packs.size() - r);
-            List<Future<Float>> futures = new ArrayList<>();
+            List<Future<float[]>> futures = new ArrayList<>();
             float[] weights = new float[n];
             for (int w = 0; w < n; w++) {
                 List<TrainingExample> pack = packs.get(r + w);
@@ -350,30 +363,47 @@ public final class Trainer {
                 TrainableLlava rep = replicas[w];
                 float weight = weights[w];
                 if (pool == null) {
-                    futures.add(java.util.concurrent.CompletableFuture.completedFuture(packGradient(rep, pack, weight)));
+                    futures.add(java.util.concurrent.CompletableFuture.completedFuture(packGradient(rep, pack, weight, attention)));
                 } else {
-                    futures.add(pool.submit(() -> packGradient(rep, pack, weight)));
+                    futures.add(pool.submit(() -> packGradient(rep, pack, weight, attention)));
                 }
             }
             for (int w = 0; w < n; w++) {
-                float l = join(futures.get(w));
-                loss += (double) weights[w] * l;
+                float[] l = join(futures.get(w));
+                loss += (double) weights[w] * l[0];
+                if (!Float.isNaN(l[1])) {
+                    attentionSum += l[1];
+                    attentionPacks++;
+                }
                 addGradients(replicas[w]);
             }
         }
-        return loss;
+        return new double[] {loss, attentionPacks == 0 ? Double.NaN : attentionSum / attentionPacks};
     }
 
-    private static float packGradient(TrainableLlava replica, List<TrainingExample> pack, float weight) {
+    /** {loss, attention loss or NaN} of one pack, its gradient times weight left in the replica's parameters. */
+    private static float[] packGradient(TrainableLlava replica, List<TrainingExample> pack, float weight,
+                                        SlotAttention.Settings attention) {
         for (Tensor p : replica.parameters().values()) {
             p.zeroGrad();
         }
         Tape tape = new Tape();
-        Tensor l = replica.loss(tape, pack);
+        Tensor[] parts = replica.lossParts(tape, pack, attention);
+        Tensor l = parts[0];
         if (l.requiresGrad()) {
             tape.backward(l, new float[] {weight});
         }
-        return l.item();
+        return new float[] {l.item(), parts[2] == null ? Float.NaN : parts[2].item()};
+    }
+
+    /**
+     * Also teach one attention head the lookups the examples' {@link TrainingExample#attend} targets
+     * name ({@link TrainableLlava#loss(Tape, List, SlotAttention.Settings)}); null (the default) trains
+     * on the next-token loss alone. Returns this trainer.
+     */
+    public Trainer superviseAttention(SlotAttention.Settings settings) {
+        this.attention = settings;
+        return this;
     }
 
     private void addGradients(TrainableLlava replica) {

@@ -298,6 +298,25 @@ class TrainCommandTest {
         assertEquals(0, withWords.code, withWords.err);
         JsonNode wordManifest = new ObjectMapper().readTree(Files.readString(worded.resolve("train_manifest.json")));
         assertTrue(wordManifest.get("vision_pretrain").get("word_head").asBoolean(), wordManifest.toString());
+        Result noSlots = run(args(badGrid, "--slot-attention-weight", "1"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, noSlots.code);
+        assertTrue(noSlots.err.contains("--slot-attention-weight 1.0 needs slot features: --vision-pretrain-slots, or --init"),
+                noSlots.err);
+        Result negative = run(args(badGrid, "--slot-attention-weight", "-1"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, negative.code);
+        assertTrue(negative.err.contains("--slot-attention-weight: expected a finite weight >= 0, got -1.0"), negative.err);
+        Result noLayer = run("--data", data.toString(), "--out", badGrid.toString(), "--init", worded.toString(),
+                "--slot-attention-weight", "1", "--slot-attention-layer", "9", "--seed", "3");
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, noLayer.code);
+        assertTrue(noLayer.err.contains("--slot-attention-layer 9 / --slot-attention-head 0: expected a layer below"), noLayer.err);
+        assertFalse(Files.exists(badGrid), "refused before anything is written");
+        Path attended = shared.resolve("slot-attention");
+        // this test's tokenizer holds only the words of its prompts, not the numbers a slot names
+        Result noNumbers = run("--data", data.toString(), "--out", attended.toString(), "--init", worded.toString(),
+                "--slot-attention-weight", "0.5", "--max-steps", "1", "--seed", "3");
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, noNumbers.code, noNumbers.err);
+        assertTrue(noNumbers.err.contains("slot attention: " + attended + " has no token '"), noNumbers.err);
+        assertFalse(Files.exists(attended.resolve("model.safetensors")), "no model written");
         Result rest = run(args(frozen, "--freeze-vision", "--resume"));
         assertEquals(0, rest.code, rest.err);
         JsonNode manifest = new ObjectMapper().readTree(Files.readString(frozen.resolve("train_manifest.json")));
