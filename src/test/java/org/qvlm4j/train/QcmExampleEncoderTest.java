@@ -9,18 +9,12 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.data.ScienceQaProblem;
 import org.qvlm4j.data.SynthBenchmark;
-import org.qvlm4j.data.WordLevelTokenizerBuilder;
 import org.qvlm4j.eval.AnswerParser;
-import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.io.image.ClipImageProcessor;
-import org.qvlm4j.io.image.ClipPreprocessConfig;
-import org.qvlm4j.io.image.PadMode;
 import org.qvlm4j.io.text.LlavaTokenizer;
-import org.qvlm4j.io.text.PromptTemplate;
 import org.qvlm4j.tensor.Ops;
 
 /**
@@ -41,16 +35,12 @@ class QcmExampleEncoderTest {
 
     @BeforeAll
     static void benchmark() {
-        Path data = dir.resolve("sq");
-        SynthBenchmark.write(data, new SynthBenchmark.Options(11, 400, 0, 0, SynthBenchmark.MIN_IMAGE_SIZE), null);
-        problems = ScienceQaDataset.load(data).split("train");
-        Path model = dir.resolve("model");
-        WordLevelTokenizerBuilder.writeForBenchmark(model, data);
-        AtomicFiles.writeString(model.resolve(ClipPreprocessConfig.FILE_NAME), ClipPreprocessConfig.squareJson(IMAGE_SIZE));
-        tok = LlavaTokenizer.load(model);
-        cfg = new ModelShape(IMAGE_SIZE, 8, 16, 1, 1, 32, 1, 2, 2, 256)
-                .toConfig(tok.vocabSize(), tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER), tok.bosId(), tok.eosId());
-        images = ClipImageProcessor.forModelDir(model, PadMode.NONE);
+        BenchmarkModelDir b = BenchmarkModelDir.write(dir,
+                new SynthBenchmark.Options(11, 400, 0, 0, SynthBenchmark.MIN_IMAGE_SIZE), IMAGE_SIZE);
+        problems = b.problems();
+        tok = b.tok();
+        cfg = b.cfg();
+        images = b.images();
     }
 
     @AfterAll

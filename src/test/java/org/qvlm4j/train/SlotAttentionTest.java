@@ -18,18 +18,11 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.qvlm4j.data.Scene;
-import org.qvlm4j.data.ScienceQaDataset;
 import org.qvlm4j.data.ScienceQaProblem;
 import org.qvlm4j.data.SynthBenchmark;
-import org.qvlm4j.data.WordLevelTokenizerBuilder;
-import org.qvlm4j.io.AtomicFiles;
 import org.qvlm4j.io.config.LlamaTextConfig;
 import org.qvlm4j.io.config.LlavaConfig;
-import org.qvlm4j.io.image.ClipImageProcessor;
-import org.qvlm4j.io.image.ClipPreprocessConfig;
-import org.qvlm4j.io.image.PadMode;
 import org.qvlm4j.io.text.LlavaTokenizer;
-import org.qvlm4j.io.text.PromptTemplate;
 import org.qvlm4j.tensor.Ops;
 import org.qvlm4j.tensor.Tape;
 import org.qvlm4j.tensor.Tensor;
@@ -51,17 +44,12 @@ class SlotAttentionTest {
 
     @BeforeAll
     static void benchmark() {
-        Path data = dir.resolve("sq");
-        SynthBenchmark.write(data, new SynthBenchmark.Options(5, 600, 0, 0, SynthBenchmark.MIN_IMAGE_SIZE,
-                SynthBenchmark.Solutions.COORDINATES), null);
-        problems = ScienceQaDataset.load(data).split("train");
-        Path model = dir.resolve("model");
-        WordLevelTokenizerBuilder.writeForBenchmark(model, data);
-        AtomicFiles.writeString(model.resolve(ClipPreprocessConfig.FILE_NAME), ClipPreprocessConfig.squareJson(IMAGE_SIZE));
-        tok = LlavaTokenizer.load(model);
-        cfg = new ModelShape(IMAGE_SIZE, 8, 16, 1, 1, 32, 1, 2, 2, 256)
-                .toConfig(tok.vocabSize(), tok.tokenToId(PromptTemplate.IMAGE_PLACEHOLDER), tok.bosId(), tok.eosId());
-        encoder = new QcmExampleEncoder(tok, cfg, ClipImageProcessor.forModelDir(model, PadMode.NONE),
+        BenchmarkModelDir b = BenchmarkModelDir.write(dir, new SynthBenchmark.Options(5, 600, 0, 0,
+                SynthBenchmark.MIN_IMAGE_SIZE, SynthBenchmark.Solutions.COORDINATES), IMAGE_SIZE);
+        problems = b.problems();
+        tok = b.tok();
+        cfg = b.cfg();
+        encoder = new QcmExampleEncoder(tok, cfg, b.images(),
                 QcmExampleEncoder.AnswerStyle.STEPWISE).supervisePrompt(true);
     }
 
