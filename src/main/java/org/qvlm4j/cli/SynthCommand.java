@@ -48,8 +48,9 @@ public final class SynthCommand implements Callable<Integer> {
             description = "Solution text of the families that compare several items: plain (one sentence), steps "
                     + "(a chain of local steps), positions (steps, and the map questions as a running comparison "
                     + "of the squares' positions), described (positions, and every solution of a problem with a picture "
-                    + "opening with a description of it) or coordinates (steps, and the map questions as a running "
-                    + "comparison of the squares' row or column numbers on an 8 x 8 grid); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
+                    + "opening with a description of it), coordinates (steps, and the map questions as a running "
+                    + "comparison of the squares' row or column numbers on an 8 x 8 grid) or keyed (coordinates, "
+                    + "with a map that has a key walked through the key's sentences, keeping towns); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
     String solutions;
 
     @Override

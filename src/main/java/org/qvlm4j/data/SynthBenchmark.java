@@ -166,7 +166,16 @@ public final class SynthBenchmark {
          * is farthest north."). The model reads each square's place from the picture and writes it as
          * a number, then compares numbers as in the text families.
          */
-        COORDINATES;
+        COORDINATES,
+        /**
+         * {@link #COORDINATES}, with a map that has a key walked through the key's own sentences: each
+         * step copies one entry of the key, reads that colour's coordinate and keeps the farthest
+         * towns so far ("Ardon is the yellow square: yellow 5. Eston is the orange square: orange 2:
+         * Ardon 5. So Ardon is farthest east."). Every step reads forward in the hint, and the answer's
+         * town is carried along instead of looked up afterwards from its colour (in the hint the town
+         * stands before its colour).
+         */
+        KEYED;
 
         /** Key of the training manifest ({@code train_manifest.json}) naming the solutions its data had. */
         public static final String TRAIN_MANIFEST_KEY = "data_solutions";
@@ -243,6 +252,11 @@ public final class SynthBenchmark {
 
     private boolean steps() {
         return solutions != Solutions.PLAIN;
+    }
+
+    /** Whether the maps are solved by coordinates ({@link Solutions#COORDINATES} or {@link Solutions#KEYED}). */
+    private boolean coordinates() {
+        return solutions == Solutions.COORDINATES || solutions == Solutions.KEYED;
     }
 
     private boolean positions() {
@@ -334,6 +348,40 @@ public final class SynthBenchmark {
             rank.add(far.indexOf(o));
         }
         return runningComparison(names, values, rank, keep);
+    }
+
+    /**
+     * The running comparison of a map with a key, over its entries in the key's order: entry i is
+     * written as the key states it, then its colour and coordinate, then (after the first) the
+     * towns kept so far with their coordinates, farthest first ("Ardon is the yellow square: yellow 5.
+     * Eston is the orange square: orange 2: Ardon 5.").
+     */
+    private String runningKeyed(List<Scene.SceneObject> squares, List<String> towns, String direction, int keep) {
+        List<Scene.SceneObject> far = squares.stream()
+                .sorted(Comparator.comparingInt((Scene.SceneObject o) -> towards(direction, o)).reversed()).toList();
+        List<Integer> best = new ArrayList<>();
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < squares.size(); i++) {
+            Scene.SceneObject o = squares.get(i);
+            best.add(i);
+            best.sort(Comparator.comparing((Integer j) -> far.indexOf(squares.get(j))));
+            if (best.size() > keep) {
+                best.removeLast();
+            }
+            String colour = o.colour().word;
+            sb.append(i > 0 ? " " : "").append(towns.get(i)).append(" is the ").append(colour).append(" square: ")
+                    .append(colour).append(' ').append(coordinate(imageSize, direction, o));
+            if (i > 0) {
+                sb.append(':');
+                for (int k = 0; k < best.size(); k++) {
+                    Scene.SceneObject b = squares.get(best.get(k));
+                    sb.append(k == 0 ? " " : ", ").append(towns.get(best.get(k))).append(' ')
+                            .append(coordinate(imageSize, direction, b));
+                }
+            }
+            sb.append('.');
+        }
+        return sb.toString();
     }
 
     /** {@link #runningOrder} over the colours of the given squares, in their order, by position along the direction. */
@@ -1106,7 +1154,7 @@ public final class SynthBenchmark {
         d.scene.objects().forEach(o -> d.preferred.add(o.colour().word));
         colours().forEach(c -> d.extra.add(c.word));
         d.solution = "The " + d.answer + " square is " + far + ".";
-        if (positions() || solutions == Solutions.COORDINATES) {
+        if (positions() || coordinates()) {
             List<Scene.SceneObject> byColour = d.scene.objects().subList(0, n).stream()
                     .sorted(Comparator.comparingInt((Scene.SceneObject o) -> o.colour().ordinal())).toList();
             String steps = positions() ? runningOrder(byColour, dir, rank + 1)
@@ -1147,7 +1195,11 @@ public final class SynthBenchmark {
             d.solution = runningOrder(d.scene.objects().subList(0, n), dir, rank + 1) + " So the " + c + " square is "
                     + far + ". " + d.answer + " is the " + c + " square.";
         }
-        if (solutions == Solutions.COORDINATES) {
+        if (solutions == Solutions.KEYED) {
+            List<Scene.SceneObject> keyed = d.scene.objects().subList(0, n);
+            List<String> named = keyed.stream().map(o -> townOf.get(o.colour())).toList();
+            d.solution = runningKeyed(keyed, named, dir, rank + 1) + " So " + d.answer + " is " + far + ".";
+        } else if (solutions == Solutions.COORDINATES) {
             String c = sq.get(rank).colour().word;
             d.solution = runningCoordinates(d.scene.objects().subList(0, n), dir, rank + 1) + " So the " + c
                     + " square is " + far + ". " + d.answer + " is the " + c + " square.";

@@ -564,6 +564,66 @@ class SynthBenchmarkTest {
         assertEquals(java.util.Set.of("soc.both.map", "soc.image.map"), checked.keySet(), checked.toString());
     }
 
+    /**
+     * Keyed solutions: maps without a key as the coordinate solutions; a map with a key walks the
+     * key's sentences in their order, each with its colour's row or column (recomputed here from the
+     * scene) and the towns farthest so far, and ends with the answer's town.
+     */
+    @Test
+    void keyedSolutionsWalkTheKeyAndKeepTheTowns() {
+        Map<String, String> coordinates = new HashMap<>();
+        for (MapPair pair : mapPairs(SynthBenchmark.Solutions.COORDINATES)) {
+            coordinates.put(pair.other().problem().pid(), pair.other().problem().solution());
+        }
+        Map<String, Integer> checked = new java.util.TreeMap<>();
+        for (MapPair pair : mapPairs(SynthBenchmark.Solutions.KEYED)) {
+            ScienceQaProblem p = pair.other().problem();
+            String sol = p.solution();
+            if (pair.template().equals("soc.image.map")) {
+                assertEquals(coordinates.get(p.pid()), sol);
+                checked.merge(pair.template(), 1, Integer::sum);
+                continue;
+            }
+            String dir = pair.direction();
+            boolean vertical = dir.equals("north") || dir.equals("south");
+            Map<String, Integer> cell = new HashMap<>();
+            Map<String, Integer> along = new HashMap<>();
+            for (Scene.SceneObject o : pair.other().scene().objects()) {
+                if (o.shape() == Scene.Shape.SQUARE) {
+                    cell.put(o.colour().word, (vertical ? o.cy() : o.cx()) * 8 / SIZE + 1);
+                    along.put(o.colour().word, SynthBenchmark.towards(dir, o));
+                }
+            }
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\w+) is the (\\w+) square").matcher(p.hint());
+            List<String> towns = new ArrayList<>();
+            Map<String, String> colourOf = new HashMap<>();
+            while (m.find()) {
+                towns.add(m.group(1));
+                colourOf.put(m.group(1), m.group(2));
+            }
+            String[] steps = sol.substring(0, sol.indexOf(" So ")).split("\\. ?");
+            assertEquals(towns.size(), steps.length, sol);
+            for (int i = 0; i < steps.length; i++) {
+                String town = towns.get(i);
+                String colour = colourOf.get(town);
+                String[] sides = steps[i].split(": ");
+                assertEquals(town + " is the " + colour + " square", sides[0], sol);
+                assertEquals(colour + " " + cell.get(colour), sides[1], sol);
+                List<String> want = towns.subList(0, i + 1).stream()
+                        .sorted(Comparator.comparing((String t) -> -along.get(colourOf.get(t)))).limit(pair.keep())
+                        .map(t -> t + " " + cell.get(colourOf.get(t))).toList();
+                assertEquals(i == 0 ? 2 : 3, sides.length, sol);
+                if (i > 0) {
+                    assertEquals(want, List.of(sides[2].split(", ")), sol);
+                }
+            }
+            assertTrue(sol.endsWith(" So " + p.choices().get(p.answer()) + " is " + (pair.keep() == 2 ? "second " : "")
+                    + "farthest " + dir + "."), sol);
+            checked.merge(pair.template(), 1, Integer::sum);
+        }
+        assertEquals(java.util.Set.of("soc.both.map", "soc.image.map"), checked.keySet(), checked.toString());
+    }
+
     @Test
     void coordinatesAreEighthsOfThePicture() {
         Scene.SceneObject o = new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.RED, 63, 8, 3, false);
