@@ -713,6 +713,14 @@ public final class TrainableLlava {
         if (pack.size() == 1) {
             return loss(tape, pack.get(0));
         }
+        return packedLoss(tape, pack, null)[0];
+    }
+
+    /**
+     * The packed forward's {next-token loss, attention loss (null without a probe)}: the pack's
+     * sequences in one forward, each example's shifted targets in its rows.
+     */
+    private Tensor[] packedLoss(Tape tape, List<TrainingExample> pack, AttentionProbe probe) {
         List<int[]> ids = new ArrayList<>(pack.size());
         List<float[]> images = new ArrayList<>(pack.size());
         int total = 0;
@@ -724,12 +732,11 @@ public final class TrainableLlava {
         int[] targets = new int[total];
         int o = 0;
         for (TrainingExample ex : pack) {
-            int[] own = ex.shiftedTargets();
-            System.arraycopy(own, 0, targets, o, own.length);
-            o += own.length;
+            System.arraycopy(ex.shiftedTargets(), 0, targets, o, ex.length());
+            o += ex.length();
         }
-        Tensor logits = logits(tape, ids, images, Hook.NONE); // (sum T, V)
-        return Ops.crossEntropy(tape, logits, targets);
+        Tensor logits = logits(tape, ids, images, Hook.NONE, probe); // (sum T, V)
+        return new Tensor[] {Ops.crossEntropy(tape, logits, targets), probe == null ? null : probe.loss};
     }
 
     /**
@@ -761,15 +768,9 @@ public final class TrainableLlava {
             throw new IllegalArgumentException("slot attention: layer " + attention.layer() + " does not exist, the model has "
                     + config.textConfig().numHiddenLayers() + " decoder layers");
         }
-        List<int[]> ids = new ArrayList<>(pack.size());
-        List<float[]> images = new ArrayList<>(pack.size());
-        int[] targets = new int[total];
         int[] attend = new int[total];
         int o = 0;
         for (TrainingExample ex : pack) {
-            ids.add(ex.inputIds());
-            images.add(ex.pixels());
-            System.arraycopy(ex.shiftedTargets(), 0, targets, o, ex.length());
             if (ex.attend() != null) {
                 System.arraycopy(ex.attend(), 0, attend, o, ex.length());
             } else {
@@ -778,8 +779,8 @@ public final class TrainableLlava {
             o += ex.length();
         }
         AttentionProbe probe = new AttentionProbe(attention, attend);
-        Tensor logits = logits(tape, ids, images, Hook.NONE, probe);
-        Tensor next = Ops.crossEntropy(tape, logits, targets);
+        Tensor[] parts = packedLoss(tape, pack, probe);
+        Tensor next = parts[0];
         Tensor sum = Ops.add(tape, next, Ops.scale(tape, probe.loss, (float) attention.weight()));
         return new Tensor[] {sum, next, probe.loss};
     }
