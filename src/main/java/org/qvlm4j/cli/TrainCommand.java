@@ -337,8 +337,9 @@ public final class TrainCommand implements Callable<Integer> {
         }
         SlotAttention.Settings slotAttention = slotAttentionWeight == 0 ? null
                 : new SlotAttention.Settings(slotAttentionLayer, slotAttentionHead, slotAttentionWeight);
-        int layersOf = init != null ? LlavaConfig.load(init).textConfig().numHiddenLayers() : layers;
-        int headsOf = init != null ? LlavaConfig.load(init).textConfig().numAttentionHeads() : textHidden / headDim;
+        var initText = init != null ? LlavaConfig.load(init).textConfig() : null;
+        int layersOf = initText != null ? initText.numHiddenLayers() : layers;
+        int headsOf = initText != null ? initText.numAttentionHeads() : textHidden / headDim;
         if (slotAttention != null && (slotAttentionLayer >= layersOf || slotAttentionHead >= headsOf)) {
             throw new IllegalArgumentException("--slot-attention-layer " + slotAttentionLayer + " / --slot-attention-head "
                     + slotAttentionHead + ": expected a layer below " + layersOf + " and a head below " + headsOf);
