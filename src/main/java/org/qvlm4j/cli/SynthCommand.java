@@ -50,7 +50,9 @@ public final class SynthCommand implements Callable<Integer> {
                     + "of the squares' positions), described (positions, and every solution of a problem with a picture "
                     + "opening with a description of it), coordinates (steps, and the map questions as a running "
                     + "comparison of the squares' row or column numbers on an 8 x 8 grid) or keyed (coordinates, "
-                    + "with a map that has a key walked through the key's sentences, keeping towns); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
+                    + "with a map that has a key walked through the key's sentences, keeping towns) or counts (coordinates, "
+                    + "and the picture families that count or name the shapes of a colour writing the colour and then "
+                    + "its count or shape first: \"yellow 3. orange 1. 3 minus 1 is 2.\"); the problems, images and answers are the same (default: ${DEFAULT-VALUE}).")
     String solutions;
 
     @Override

@@ -171,6 +171,11 @@ public final class TrainCommand implements Callable<Integer> {
             + "another shape, and the row and column of the 8 x 8 grid that holds it.")
     boolean visionPretrainSlots;
 
+    @Option(names = "--vision-pretrain-counts", description = "With --vision-pretrain-slots, each slot also names how "
+            + "many shapes of its colour the picture has (0 to 9) and the shape of the largest; --slot-attention-weight "
+            + "then also teaches the head to read the slot where the answer names a colour and then a count or a shape.")
+    boolean visionPretrainCounts;
+
     @Option(names = "--slot-attention-weight", defaultValue = "0", paramLabel = "W", description = "Also teach one "
             + "attention head to read a colour's slot: where the answer names a palette colour and then a number (a map "
             + "coordinate), that head's attention from the colour word is trained, by cross-entropy times W, onto image "
@@ -320,6 +325,10 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--vision-pretrain-slots needs --vision-pretrain-steps N > 0 (the slots are "
                     + "a setting of that stage)");
         }
+        if (visionPretrainCounts && !visionPretrainSlots) {
+            throw new IllegalArgumentException("--vision-pretrain-counts needs --vision-pretrain-slots (counts and shapes "
+                    + "are slot labels)");
+        }
         if (visionPretrainSlots) {
             var v = init != null ? LlavaConfig.load(init).visionConfig() : null;
             int side = v != null ? v.imageSize() / v.patchSize() : imageSize / patch;
@@ -346,7 +355,7 @@ public final class TrainCommand implements Callable<Integer> {
         }
         VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
                 visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid,
-                visionPretrainPlaces, visionPretrainSlots);
+                visionPretrainPlaces, visionPretrainSlots, visionPretrainCounts);
 
         ScienceQaDataset dataset = ScienceQaDataset.load(data);
         List<ScienceQaProblem> problems = dataset.split(split);
@@ -421,7 +430,7 @@ public final class TrainCommand implements Callable<Integer> {
                 err.printf(Locale.ROOT, "train: added %d lookup drills%n", drilled);
             }
             if (slotAttention != null) {
-                SlotAttention targets = new SlotAttention(tok, cfg.imageTokenIndex());
+                SlotAttention targets = new SlotAttention(tok, cfg.imageTokenIndex(), visionPretrainCounts);
                 long positions = 0;
                 int annotated = 0;
                 for (int i = 0; i < examples.size(); i++) {
@@ -516,6 +525,7 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("grid", o.grid());
         m.put("places", o.places());
         m.put("slots", o.slots());
+        m.put("counts", o.counts());
         if (o.slots()) {
             m.put("slot_accuracy", r.slotAccuracy());
             err.printf(Locale.ROOT, "pretrain: slot labels named right %.4f%n", r.slotAccuracy());

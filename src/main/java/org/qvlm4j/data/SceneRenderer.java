@@ -56,6 +56,31 @@ public final class SceneRenderer {
         return img;
     }
 
+    /**
+     * The pixels one shape of half-size r covers when drawn as {@link #render} draws it, centred at
+     * (r + 1, r + 1) on a square of 2r + 4 pixels, row-major: what a blob of that shape looks like.
+     */
+    public static boolean[] mask(Scene.Shape shape, int r) {
+        if (r < 0) {
+            throw new IllegalArgumentException("shape mask: expected half-size >= 0, got " + r);
+        }
+        int n = 2 * r + 4;
+        BufferedImage img = new BufferedImage(n, n, BufferedImage.TYPE_INT_RGB);
+        Graphics2D g = img.createGraphics();
+        g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_OFF);
+        g.setRenderingHint(RenderingHints.KEY_RENDERING, RenderingHints.VALUE_RENDER_QUALITY);
+        g.setRenderingHint(RenderingHints.KEY_STROKE_CONTROL, RenderingHints.VALUE_STROKE_PURE);
+        g.setColor(Color.WHITE);
+        fill(g, new Scene.SceneObject(shape, Scene.Colour.RED, r + 1, r + 1, r, false));
+        g.dispose();
+        int[] rgb = img.getRGB(0, 0, n, n, null, 0, n);
+        boolean[] m = new boolean[n * n];
+        for (int i = 0; i < m.length; i++) {
+            m[i] = (rgb[i] & 0xFFFFFF) != 0;
+        }
+        return m;
+    }
+
     private static void fill(Graphics2D g, Scene.SceneObject o) {
         int cx = o.cx();
         int cy = o.cy();

@@ -175,7 +175,17 @@ public final class SynthBenchmark {
          * town is carried along instead of looked up afterwards from its colour (in the hint the town
          * stands before its colour).
          */
-        KEYED;
+        KEYED,
+        /**
+         * {@link #COORDINATES}, and the picture families that count or name the shapes of one colour
+         * write that colour and then its count or shape before the sentence that answers, as a map
+         * writes a colour and then its coordinate: "yellow 3. orange 1. 3 minus 1 is 2." for how many
+         * more yellow shapes than orange ones, "The magnets are the green shapes. green 5. There are
+         * 5.", "blue circle. The blue shape is a circle.", "red 3. red squares. The picture shows
+         * three squares." (a phrase with a number), "red 1. There are 6 shapes and 1 of them are red.
+         * So 5 are not red.". A model whose slots name each colour's count and shape reads them there.
+         */
+        COUNTS;
 
         /** Key of the training manifest ({@code train_manifest.json}) naming the solutions its data had. */
         public static final String TRAIN_MANIFEST_KEY = "data_solutions";
@@ -254,9 +264,14 @@ public final class SynthBenchmark {
         return solutions != Solutions.PLAIN;
     }
 
-    /** Whether the maps are solved by coordinates ({@link Solutions#COORDINATES} or {@link Solutions#KEYED}). */
+    /** Whether the maps are solved by coordinates ({@link Solutions#COORDINATES}, {@link Solutions#KEYED}, {@link Solutions#COUNTS}). */
     private boolean coordinates() {
-        return solutions == Solutions.COORDINATES || solutions == Solutions.KEYED;
+        return solutions == Solutions.COORDINATES || solutions == Solutions.KEYED || solutions == Solutions.COUNTS;
+    }
+
+    /** Whether the colour-keyed picture facts are written first ({@link Solutions#COUNTS}). */
+    private boolean counts() {
+        return solutions == Solutions.COUNTS;
     }
 
     private boolean positions() {
@@ -834,8 +849,10 @@ public final class SynthBenchmark {
         d.answer = Integer.toString(n1 - n2);
         d.preferred.addAll(numbers(n1 - n2, 0, 9));
         d.preferred.add(Integer.toString(n1));
-        d.solution = "There are " + n1 + " " + cs.get(0).word + " shapes and " + n2 + " " + cs.get(1).word
-                + " shapes. " + n1 + " minus " + n2 + " is " + (n1 - n2) + ".";
+        d.solution = counts()
+                ? cs.get(0).word + " " + n1 + ". " + cs.get(1).word + " " + n2 + ". " + n1 + " minus " + n2 + " is " + (n1 - n2) + "."
+                : "There are " + n1 + " " + cs.get(0).word + " shapes and " + n2 + " " + cs.get(1).word
+                        + " shapes. " + n1 + " minus " + n2 + " is " + (n1 - n2) + ".";
         return d;
     }
 
@@ -852,8 +869,8 @@ public final class SynthBenchmark {
         d.preferred.addAll(numbers(total - m, 0, 9));
         d.preferred.add(Integer.toString(m));
         d.preferred.add(Integer.toString(total));
-        d.solution = "There are " + total + " shapes and " + m + " of them are " + c.word + ". So " + (total - m)
-                + " are not " + c.word + ".";
+        d.solution = (counts() ? c.word + " " + m + ". " : "") + "There are " + total + " shapes and " + m + " of them are "
+                + c.word + ". So " + (total - m) + " are not " + c.word + ".";
         return d;
     }
 
@@ -912,7 +929,7 @@ public final class SynthBenchmark {
         d.answer = s.singular;
         d.scene.objects().stream().map(o -> o.shape().singular).forEach(d.preferred::add);
         shapes().forEach(x -> d.extra.add(x.singular));
-        d.solution = "The " + c.word + " shape is a " + s.singular + ".";
+        d.solution = (counts() ? c.word + " " + s.singular + ". " : "") + "The " + c.word + " shape is a " + s.singular + ".";
         return d;
     }
 
@@ -1039,8 +1056,8 @@ public final class SynthBenchmark {
             d.answer = Integer.toString(n);
             d.preferred.addAll(numbers(n, 0, 9));
             d.preferred.add(Integer.toString(d.scene.objects().size()));
-            d.solution = "The magnets are the " + cs.get(0).word + " shapes. There " + (n == 1 ? "is " : "are ") + n
-                    + ".";
+            d.solution = "The magnets are the " + cs.get(0).word + " shapes. " + (counts() ? cs.get(0).word + " " + n + ". " : "")
+                    + "There " + (n == 1 ? "is " : "are ") + n + ".";
             return d;
         }
         int n1 = rnd.nextInt(2, 6);
@@ -1056,8 +1073,11 @@ public final class SynthBenchmark {
         d.preferred.addAll(numbers(n1 - n2, 0, 9));
         d.preferred.add(Integer.toString(n1));
         d.preferred.add(Integer.toString(n2));
-        d.solution = "There are " + n1 + " magnets and " + n2 + " rocks. " + n1 + " minus " + n2 + " is " + (n1 - n2)
-                + ".";
+        d.solution = counts()
+                ? "The magnets are the " + cs.get(0).word + " shapes: " + cs.get(0).word + " " + n1 + ". The rocks are the "
+                        + cs.get(1).word + " shapes: " + cs.get(1).word + " " + n2 + ". " + n1 + " minus " + n2 + " is "
+                        + (n1 - n2) + "."
+                : "There are " + n1 + " magnets and " + n2 + " rocks. " + n1 + " minus " + n2 + " is " + (n1 - n2) + ".";
         return d;
     }
 
@@ -1199,7 +1219,7 @@ public final class SynthBenchmark {
             List<Scene.SceneObject> keyed = d.scene.objects().subList(0, n);
             List<String> named = keyed.stream().map(o -> townOf.get(o.colour())).toList();
             d.solution = runningKeyed(keyed, named, dir, rank + 1) + " So " + d.answer + " is " + far + ".";
-        } else if (solutions == Solutions.COORDINATES) {
+        } else if (solutions == Solutions.COORDINATES || solutions == Solutions.COUNTS) {
             String c = sq.get(rank).colour().word;
             d.solution = runningCoordinates(d.scene.objects().subList(0, n), dir, rank + 1) + " So the " + c
                     + " square is " + far + ". " + d.answer + " is the " + c + " square.";
@@ -1399,7 +1419,8 @@ public final class SynthBenchmark {
         for (Scene.Shape s : shapes()) {
             d.extra.add(NUMBER_WORDS.get(n1) + " " + form(s, n1));
         }
-        d.solution = "The picture shows " + d.answer + ".";
+        d.solution = (counts() ? cs.get(0).word + " " + n1 + ". " + cs.get(0).word + " " + form(ss.get(0), n1) + ". " : "")
+                + "The picture shows " + d.answer + ".";
         return d;
     }
 

@@ -18,6 +18,10 @@ import org.qvlm4j.io.text.LlavaTokenizer;
  * answer's loss alone. The loss shapes training only; the model written is an ordinary checkpoint.
  *
  * <p>Numbers are the words "1" to "{@value VisionPretrainer#SLOT_CELLS}" (the grid cells a slot names).
+ * With object labels ({@code --vision-pretrain-counts}: a slot also names how many shapes of its
+ * colour there are and the shape of the largest) they are "0" to "{@value VisionPretrainer#SLOT_MAX_COUNT}",
+ * and a shape word (singular or plural) after a colour word is read from the slot too ("green 3",
+ * "blue circle").
  */
 public final class SlotAttention {
 
@@ -40,15 +44,22 @@ public final class SlotAttention {
     private final int imageToken;
     /** Token id -> slot (palette colour ordinal), or -1. */
     private final int[] slotOfToken;
-    /** Token id -> whether it is one of the number words "1" .. "8". */
+    /** Token id -> whether a word read from a slot: a number word ("1" .. "8"; with objects "0" .. "9", shape words). */
     private final boolean[] number;
 
+    /** Targets for the coordinate slots: {@link #SlotAttention(LlavaTokenizer, int, boolean)} without objects. */
+    public SlotAttention(LlavaTokenizer tokenizer, int imageToken) {
+        this(tokenizer, imageToken, false);
+    }
+
     /**
-     * Targets for a tokenizer that has the six colour words and the number words "1" to "8".
+     * Targets for a tokenizer that has the six colour words and the number words "1" to "8" (with
+     * objects also "0", "9" and the shape words).
      *
+     * @param objects the slots also name counts and shapes ({@link VisionPretrainer#slotObjectLabels})
      * @throws IllegalArgumentException naming the tokenizer directory and the missing word
      */
-    public SlotAttention(LlavaTokenizer tokenizer, int imageToken) {
+    public SlotAttention(LlavaTokenizer tokenizer, int imageToken, boolean objects) {
         int vocab = tokenizer.vocabSize();
         this.imageToken = imageToken;
         this.slotOfToken = new int[vocab];
@@ -57,15 +68,23 @@ public final class SlotAttention {
         for (Scene.Colour c : Scene.Colour.values()) {
             slotOfToken[id(tokenizer, c.word)] = c.ordinal();
         }
-        for (int n = 1; n <= VisionPretrainer.SLOT_CELLS; n++) {
+        int lo = objects ? 0 : 1;
+        int hi = objects ? Math.max(VisionPretrainer.SLOT_CELLS, VisionPretrainer.SLOT_MAX_COUNT) : VisionPretrainer.SLOT_CELLS;
+        for (int n = lo; n <= hi; n++) {
             number[id(tokenizer, Integer.toString(n))] = true;
+        }
+        if (objects) {
+            for (Scene.Shape s : Scene.Shape.values()) {
+                number[id(tokenizer, s.singular)] = true;
+                number[id(tokenizer, s.plural)] = true;
+            }
         }
     }
 
     private static int id(LlavaTokenizer tokenizer, String word) {
         if (!tokenizer.hasToken(word)) {
             throw new IllegalArgumentException("slot attention: " + tokenizer.directory() + " has no token '" + word
-                    + "' (needed: the six colour words and the numbers 1 to " + VisionPretrainer.SLOT_CELLS + ")");
+                    + "' (needed: the six colour words, the number words read from a slot and, with counts, the shape words)");
         }
         return tokenizer.tokenToId(word);
     }

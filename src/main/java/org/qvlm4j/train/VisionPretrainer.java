@@ -5,6 +5,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.qvlm4j.data.Scene;
+import org.qvlm4j.data.SceneRenderer;
 import org.qvlm4j.io.config.LlavaConfig;
 import org.qvlm4j.tensor.Ops;
 import org.qvlm4j.tensor.Tape;
@@ -72,6 +73,10 @@ public final class VisionPretrainer {
     public static final double SQUARE_FILL = 0.92;
     /** Slot kind classes: absent, a square, another shape. */
     public static final int SLOT_KINDS = 3;
+    /** Largest number of shapes a slot's count label names; more count as this many. */
+    public static final int SLOT_MAX_COUNT = 9;
+    /** Slot shape classes: none, then the {@link Scene.Shape}s in declaration order. */
+    public static final int SLOT_SHAPES = Scene.Shape.values().length + 1;
 
     /**
      * @param steps optimizer steps
@@ -82,13 +87,24 @@ public final class VisionPretrainer {
      * @param places also name every patch feature's row and column
      * @param slots  the features of the first {@value #SLOTS} patches also name where the picture's
      *               colour of that index is and whether it is a square ({@link #slotLabels})
+     * @param counts with slots, each slot also names how many shapes of its colour the picture has and
+     *               the shape of the largest ({@link #slotObjectLabels})
      */
-    public record Options(int steps, int batch, double lr, long seed, int grid, boolean places, boolean slots) {
+    public record Options(int steps, int batch, double lr, long seed, int grid, boolean places, boolean slots,
+                          boolean counts) {
         public Options {
             if (steps < 1 || batch < 1 || !(lr > 0) || grid < 1) {
                 throw new IllegalArgumentException("vision pretraining: need steps >= 1, batch >= 1, lr > 0, grid >= 1; got steps="
                         + steps + " batch=" + batch + " lr=" + lr + " grid=" + grid);
             }
+            if (counts && !slots) {
+                throw new IllegalArgumentException("vision pretraining: count and shape labels are slot labels; need slots");
+            }
+        }
+
+        /** Slots without counts. */
+        public Options(int steps, int batch, double lr, long seed, int grid, boolean places, boolean slots) {
+            this(steps, batch, lr, seed, grid, places, slots, false);
         }
 
         /** No slots. */
@@ -284,6 +300,167 @@ public final class VisionPretrainer {
         return l;
     }
 
+    /**
+     * Count and shape labels of the {@value #SLOTS} slots of one preprocessed image (C, S, S),
+     * slot-major ({@code [2 k]} count, {@code [2 k + 1]} shape) for the colour of declaration index k:
+     * the pixels nearest that palette colour (as in {@link #slotLabels}) split into 8-connected blobs,
+     * those of at least {@value #SLOT_MIN_PIXELS} pixels counted (at most {@value #SLOT_MAX_COUNT}); the
+     * shape is that of the largest blob, 1 + its {@link Scene.Shape} ordinal (0 without a blob): the
+     * shape whose drawing ({@link SceneRenderer#mask}) overlaps the blob best, over the half-sizes its
+     * bounding box allows and shifts of one pixel.
+     */
+    public static int[] slotObjectLabels(float[] pixels, int size, double[] mean, double[] std) {
+        if (pixels.length != 3 * size * size) {
+            throw new IllegalArgumentException("slot object labels: expected (3, " + size + ", " + size + ") pixels, got "
+                    + pixels.length + " floats");
+        }
+        int[] nearest = cellColours(pixels, size, 1, mean, std);
+        int[] blob = new int[size * size];
+        Arrays.fill(blob, -1);
+        int[] stack = new int[size * size];
+        int[] members = new int[size * size];
+        int[] l = new int[2 * SLOTS];
+        int[] largestPixels = new int[SLOTS];
+        int[][] largest = new int[SLOTS][];
+        int blobs = 0;
+        for (int start = 0; start < size * size; start++) {
+            int k = nearest[start] - 1;
+            if (k < 0 || blob[start] >= 0) {
+                continue;
+            }
+            int n = 0;
+            int top = 0;
+            stack[top++] = start;
+            blob[start] = blobs;
+            while (top > 0) {
+                int p = stack[--top];
+                members[n++] = p;
+                int py = p / size;
+                int px = p % size;
+                for (int dy = -1; dy <= 1; dy++) {
+                    for (int dx = -1; dx <= 1; dx++) {
+                        int y = py + dy;
+                        int x = px + dx;
+                        if (y >= 0 && y < size && x >= 0 && x < size && blob[y * size + x] < 0
+                                && nearest[y * size + x] == k + 1) {
+                            blob[y * size + x] = blobs;
+                            stack[top++] = y * size + x;
+                        }
+                    }
+                }
+            }
+            blobs++;
+            if (n < SLOT_MIN_PIXELS) {
+                continue;
+            }
+            l[2 * k] = Math.min(SLOT_MAX_COUNT, l[2 * k] + 1);
+            if (n > largestPixels[k]) {
+                largestPixels[k] = n;
+                largest[k] = Arrays.copyOf(members, n);
+            }
+        }
+        for (int k = 0; k < SLOTS; k++) {
+            if (largest[k] != null) {
+                l[2 * k + 1] = 1 + shapeOf(largest[k], size).ordinal();
+            }
+        }
+        return l;
+    }
+
+    /**
+     * The slot labels of one image, slot-major: {@link #slotLabels}' kind, row and column, and with
+     * counts {@link #slotObjectLabels}' count and shape after them (five per slot).
+     */
+    static int[] slotTargets(float[] pixels, int size, double[] mean, double[] std, boolean counts) {
+        int[] where = slotLabels(pixels, size, mean, std);
+        if (!counts) {
+            return where;
+        }
+        int[] objects = slotObjectLabels(pixels, size, mean, std);
+        int[] l = new int[5 * SLOTS];
+        for (int k = 0; k < SLOTS; k++) {
+            System.arraycopy(where, 3 * k, l, 5 * k, 3);
+            System.arraycopy(objects, 2 * k, l, 5 * k + 3, 2);
+        }
+        return l;
+    }
+
+    /** Drawn shapes by half-size, filled as needed: [r][shape] = (2r + 4)^2 mask. */
+    private static final java.util.concurrent.ConcurrentHashMap<Integer, boolean[][]> SHAPE_MASKS =
+            new java.util.concurrent.ConcurrentHashMap<>();
+
+    private static boolean[][] masks(int r) {
+        return SHAPE_MASKS.computeIfAbsent(r, h -> {
+            Scene.Shape[] shapes = Scene.Shape.values();
+            boolean[][] m = new boolean[shapes.length][];
+            for (Scene.Shape s : shapes) {
+                m[s.ordinal()] = SceneRenderer.mask(s, h);
+            }
+            return m;
+        });
+    }
+
+    /** The shape whose drawing best overlaps (intersection over union) the blob's pixels (indices y * size + x). */
+    static Scene.Shape shapeOf(int[] pixels, int size) {
+        int x0 = size;
+        int x1 = -1;
+        int y0 = size;
+        int y1 = -1;
+        for (int p : pixels) {
+            x0 = Math.min(x0, p % size);
+            x1 = Math.max(x1, p % size);
+            y0 = Math.min(y0, p / size);
+            y1 = Math.max(y1, p / size);
+        }
+        int w = x1 - x0 + 1;
+        int h = y1 - y0 + 1;
+        boolean[] in = new boolean[w * h];
+        for (int p : pixels) {
+            in[(p / size - y0) * w + p % size - x0] = true;
+        }
+        int extent = Math.max(w, h);
+        Scene.Shape best = Scene.Shape.values()[0];
+        double bestScore = -1;
+        for (int r = Math.max(0, (extent - 3) / 2); r <= extent / 2; r++) {
+            boolean[][] drawn = masks(r);
+            int n = 2 * r + 4;
+            for (Scene.Shape s : Scene.Shape.values()) {
+                boolean[] m = drawn[s.ordinal()];
+                // the drawing's box centre is (r + 1.5, r + 1.5) at most; align its centre with the blob's, +-1
+                int cx = x0 + w / 2;
+                int cy = y0 + h / 2;
+                for (int oy = -1; oy <= 1; oy++) {
+                    for (int ox = -1; ox <= 1; ox++) {
+                        // drawing pixel (mx, my) lies at picture (mx - (r + 1) + cx + ox, my - (r + 1) + cy + oy)
+                        int dx = cx + ox - (r + 1);
+                        int dy = cy + oy - (r + 1);
+                        int both = 0;
+                        int drawnCount = 0;
+                        for (int my = 0; my < n; my++) {
+                            for (int mx = 0; mx < n; mx++) {
+                                if (!m[my * n + mx]) {
+                                    continue;
+                                }
+                                drawnCount++;
+                                int bx = mx + dx - x0;
+                                int by = my + dy - y0;
+                                if (bx >= 0 && bx < w && by >= 0 && by < h && in[by * w + bx]) {
+                                    both++;
+                                }
+                            }
+                        }
+                        double score = both / (double) (drawnCount + pixels.length - both);
+                        if (score > bestScore) {
+                            bestScore = score;
+                            best = s;
+                        }
+                    }
+                }
+            }
+        }
+        return best;
+    }
+
     /** Trains the model's vision tower and projector in place on the images (each (C, S, S)). */
     public static Result run(TrainableLlava model, List<float[]> images, double[] mean, double[] std, Options o,
                              Listener listener) {
@@ -363,6 +540,7 @@ public final class VisionPretrainer {
             noDecay.add(placeB);
         }
         int[][] slotTargets = null;
+        int heads = o.counts() ? 5 : 3;
         Tensor[] slotW = null;
         Tensor[] slotB = null;
         if (o.slots()) {
@@ -370,15 +548,15 @@ public final class VisionPretrainer {
                 throw new IllegalArgumentException("vision pretraining with slots: " + side * side + " patches, need "
                         + SLOTS);
             }
-            slotTargets = new int[images.size()][];
-            for (int i = 0; i < images.size(); i++) {
-                slotTargets[i] = slotLabels(images.get(i), size, mean, std);
-            }
-            int[] classes = {SLOT_KINDS, SLOT_CELLS + 1, SLOT_CELLS + 1};
-            String[] names = {"kind", "row", "column"};
-            slotW = new Tensor[3];
-            slotB = new Tensor[3];
-            for (int h = 0; h < 3; h++) {
+            int[][] labelled = new int[images.size()][];
+            java.util.stream.IntStream.range(0, images.size()).parallel().forEach(i ->
+                    labelled[i] = slotTargets(images.get(i), size, mean, std, o.counts()));
+            slotTargets = labelled;
+            int[] classes = {SLOT_KINDS, SLOT_CELLS + 1, SLOT_CELLS + 1, SLOT_MAX_COUNT + 1, SLOT_SHAPES};
+            String[] names = {"kind", "row", "column", "count", "shape"};
+            slotW = new Tensor[heads];
+            slotB = new Tensor[heads];
+            for (int h = 0; h < heads; h++) {
                 float[] sw = new float[classes[h] * D];
                 for (int i = 0; i < sw.length; i++) {
                     sw[i] = (float) (init.nextGaussian() * TrainableLlava.INIT_STD);
@@ -442,18 +620,18 @@ public final class VisionPretrainer {
             if (slotTargets != null) {
                 int bs = batch.size();
                 int[] rows = new int[bs * SLOTS];
-                int[][] t = new int[3][bs * SLOTS];
+                int[][] t = new int[heads][bs * SLOTS];
                 for (int b = 0; b < bs; b++) {
                     int[] sl = slotTargets[picked.get(b)];
                     for (int k = 0; k < SLOTS; k++) {
                         rows[b * SLOTS + k] = b * F + (cls ? 1 : 0) + k;
-                        for (int h = 0; h < 3; h++) {
-                            t[h][b * SLOTS + k] = sl[3 * k + h];
+                        for (int h = 0; h < heads; h++) {
+                            t[h][b * SLOTS + k] = sl[heads * k + h];
                         }
                     }
                 }
                 Tensor slotFeatures = Ops.embedding(tape, features, rows); // (b SLOTS, D)
-                for (int h = 0; h < 3; h++) {
+                for (int h = 0; h < heads; h++) {
                     loss = Ops.add(tape, loss, Ops.crossEntropy(tape, Ops.linear(tape, slotFeatures, slotW[h], slotB[h]), t[h]));
                 }
             }
@@ -472,7 +650,7 @@ public final class VisionPretrainer {
             for (int from = Math.max(0, n - SLOT_CHECK_IMAGES); from < n; from += o.batch()) {
                 int to = Math.min(n, from + o.batch());
                 Tensor features = model.imageFeatures(new Tape(), images.subList(from, to), TrainableLlava.Hook.NONE);
-                for (int h = 0; h < 3; h++) {
+                for (int h = 0; h < heads; h++) {
                     Tensor logits = Ops.linear(new Tape(), features, slotW[h], slotB[h]);
                     int c = logits.dim(1);
                     float[] z = logits.data();
@@ -485,7 +663,7 @@ public final class VisionPretrainer {
                                     best = j;
                                 }
                             }
-                            right += best == slotTargets[i][3 * k + h] ? 1 : 0;
+                            right += best == slotTargets[i][heads * k + h] ? 1 : 0;
                             total++;
                         }
                     }

@@ -286,6 +286,9 @@ class TrainCommandTest {
         assertEquals(TrainCommand.EXIT_BAD_INPUT, fewPatches.code);
         assertTrue(fewPatches.err.contains("--vision-pretrain-slots: expected at least 6 patches, one per palette colour, "
                 + "got 4"), fewPatches.err);
+        Result countsAlone = run(args(badGrid, "--vision-pretrain-steps", "2", "--vision-pretrain-counts"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, countsAlone.code);
+        assertTrue(countsAlone.err.contains("--vision-pretrain-counts needs --vision-pretrain-slots"), countsAlone.err);
         assertFalse(Files.exists(badGrid), "refused before anything is written");
         Result noWords = run(args(badGrid, "--vision-pretrain-word-head"));
         assertEquals(TrainCommand.EXIT_BAD_INPUT, noWords.code);

@@ -624,6 +624,52 @@ class SynthBenchmarkTest {
         assertEquals(java.util.Set.of("soc.both.map", "soc.image.map"), checked.keySet(), checked.toString());
     }
 
+    /**
+     * Count solutions: the same problems as the coordinate solutions; only the families that count or
+     * name one colour's shapes differ, and every "colour N" or "colour shape" they write names that
+     * colour's number of shapes in the scene, or its shape.
+     */
+    @Test
+    void countsSolutionsNameEachColoursCountAndShapeFromTheScene() {
+        SynthBenchmark coordinates = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.COORDINATES);
+        SynthBenchmark counts = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.COUNTS);
+        java.util.Set<String> families = java.util.Set.of("nat.image.more", "nat.image.not", "nat.image.shape",
+                "lan.image.phrase", "nat.both.magnets");
+        java.util.regex.Pattern read = java.util.regex.Pattern.compile(
+                "\\b(red|blue|green|yellow|purple|orange) (\\d|(?:circle|square|triangle|diamond|cross)(?:e?s)?)\\.");
+        Map<String, Integer> checked = new java.util.TreeMap<>();
+        for (int i = 0; i < 3 * N; i++) {
+            Sample a = coordinates.sample("train", i, Integer.toString(i + 1));
+            Sample b = counts.sample("train", i, Integer.toString(i + 1));
+            assertEquals(a.scene(), b.scene());
+            ScienceQaProblem pa = a.problem();
+            ScienceQaProblem pb = b.problem();
+            assertEquals(pa.question() + pa.choices() + pa.answer() + pa.hint(),
+                    pb.question() + pb.choices() + pb.answer() + pb.hint());
+            String t = a.template().replaceAll("\\.(easy|hard)$", "");
+            if (!families.contains(t)) {
+                assertEquals(pa.solution(), pb.solution(), t);
+                continue;
+            }
+            java.util.regex.Matcher m = read.matcher(pb.solution());
+            int pairs = 0;
+            while (m.find()) {
+                Scene.Colour c = Scene.Colour.valueOf(m.group(1).toUpperCase(java.util.Locale.ROOT));
+                List<Scene.SceneObject> mine = b.scene().withColour(c);
+                if (Character.isDigit(m.group(2).charAt(0))) {
+                    assertEquals(mine.size(), Integer.parseInt(m.group(2)), pb.solution());
+                } else {
+                    assertTrue(mine.stream().allMatch(o -> m.group(2).equals(mine.size() == 1 ? o.shape().singular
+                            : o.shape().plural)), pb.solution() + " " + mine);
+                }
+                pairs++;
+            }
+            assertTrue(pairs >= 1, pb.solution());
+            checked.merge(t, 1, Integer::sum);
+        }
+        assertEquals(families, checked.keySet(), checked.toString());
+    }
+
     @Test
     void coordinatesAreEighthsOfThePicture() {
         Scene.SceneObject o = new Scene.SceneObject(Scene.Shape.SQUARE, Scene.Colour.RED, 63, 8, 3, false);

@@ -101,6 +101,64 @@ class SlotAttentionTest {
         assertTrue(maps > 20 && others > 200, maps + " maps, " + others + " others");
     }
 
+    /**
+     * With object slots, on count solutions: a colour word followed by a count (0 to 9) or a shape
+     * word gets the colour's slot wherever the next word is supervised, map coordinates still do, and
+     * nothing else does; the counting solutions' own pairs are among the targets.
+     */
+    @Test
+    void objectSlotsAlsoTargetCountsAndShapesAfterAColour(@TempDir Path countsDir) {
+        BenchmarkModelDir b = BenchmarkModelDir.write(countsDir, new SynthBenchmark.Options(5, 600, 0, 0,
+                SynthBenchmark.MIN_IMAGE_SIZE, SynthBenchmark.Solutions.COUNTS), IMAGE_SIZE);
+        try (LlavaTokenizer t = b.tok()) {
+            QcmExampleEncoder enc = new QcmExampleEncoder(t, b.cfg(), b.images(), QcmExampleEncoder.AnswerStyle.STEPWISE)
+                    .supervisePrompt(true);
+            SlotAttention slots = new SlotAttention(t, b.cfg().imageTokenIndex(), true);
+            java.util.Set<String> read = new java.util.HashSet<>(List.of("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"));
+            for (Scene.Shape s : Scene.Shape.values()) {
+                read.add(s.singular);
+                read.add(s.plural);
+            }
+            Pattern pair = Pattern.compile("\\b(red|blue|green|yellow|purple|orange) (\\d|[a-z]+)\\.");
+            int counting = 0;
+            for (ScienceQaProblem p : b.problems()) {
+                TrainingExample ex = enc.encode(p);
+                TrainingExample annotated = slots.annotate(ex);
+                int[] ids = ex.inputIds();
+                int firstImage = -1;
+                for (int i = 0; i < ids.length && firstImage < 0; i++) {
+                    firstImage = ids[i] == b.cfg().imageTokenIndex() ? i : -1;
+                }
+                int expected = 0;
+                for (int i = 0; i + 1 < ids.length; i++) {
+                    String w = t.idToToken(ids[i]);
+                    boolean colour = Arrays.stream(Scene.Colour.values()).anyMatch(c -> c.word.equals(w));
+                    boolean want = ex.pixels() != null && colour && read.contains(t.idToToken(ids[i + 1]))
+                            && ex.labels()[i + 1] != Ops.IGNORE_INDEX;
+                    int target = annotated.attend() == null ? TrainingExample.NO_TARGET : annotated.attend()[i];
+                    if (want) {
+                        expected++;
+                        assertEquals(firstImage + Scene.Colour.valueOf(w.toUpperCase(java.util.Locale.ROOT)).ordinal(), target,
+                                p.pid() + " position " + i);
+                    } else {
+                        assertEquals(TrainingExample.NO_TARGET, target, p.pid() + " position " + i);
+                    }
+                }
+                assertEquals(expected, annotated.attentionTargets(), p.pid());
+                if (p.skill().equals("Compare the numbers of two colors") || p.skill().equals("Name the shape of one color")) {
+                    Matcher m = pair.matcher(p.solution());
+                    int inSolution = 0;
+                    while (m.find()) {
+                        inSolution++;
+                    }
+                    assertTrue(inSolution >= 1 && annotated.attentionTargets() >= inSolution, p.pid() + ": " + p.solution());
+                    counting++;
+                }
+            }
+            assertTrue(counting > 5, counting + " counting problems");
+        }
+    }
+
     @Test
     void noTargetsWithoutAnImageOrWhereTheNumberIsNotSupervised() {
         SlotAttention slots = new SlotAttention(tok, cfg.imageTokenIndex());

@@ -3,6 +3,7 @@ package org.qvlm4j.train;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
@@ -200,6 +201,55 @@ class VisionPretrainerTest {
     }
 
     /**
+     * Random scenes drawn as the benchmark draws them (small and large shapes of every kind, boxes
+     * two pixels apart, noise and marks): the count label of every colour is the scene graph's number
+     * of shapes of that colour, and where they all have one shape the shape label names it.
+     */
+    @Test
+    void slotObjectLabelsCountEachColoursShapesAndNameTheLargest() {
+        int size = 64;
+        int[] radii = {4, 5, 8, 9, 10};
+        SplittableRandom rng = new SplittableRandom(11);
+        int slots = 0;
+        int countsRight = 0;
+        int shapesNamed = 0;
+        int shapesRight = 0;
+        for (int picture = 0; picture < 300; picture++) {
+            List<Scene.SceneObject> objects = new ArrayList<>();
+            int want = rng.nextInt(1, 10);
+            for (int tries = 0; tries < 400 && objects.size() < want; tries++) {
+                int r = radii[rng.nextInt(radii.length)];
+                int cx = rng.nextInt(r, size - r - 1);
+                int cy = rng.nextInt(r, size - r - 1);
+                boolean free = objects.stream().allMatch(o -> cx + r + 1 + Scene.GAP < o.minX() || o.maxX() + 1 + Scene.GAP < cx - r
+                        || cy + r + 1 + Scene.GAP < o.minY() || o.maxY() + 1 + Scene.GAP < cy - r);
+                if (free) {
+                    objects.add(new Scene.SceneObject(Scene.Shape.values()[rng.nextInt(Scene.Shape.values().length)],
+                            Scene.Colour.values()[rng.nextInt(3)], cx, cy, r, r >= 8));
+                }
+            }
+            Scene scene = new Scene(size, objects, List.of(new Scene.Mark(2, 62, 6, 62, 60)), 0xD0D0D0, 0xB8C0C8, false, 5, 12,
+                    14, picture);
+            int[] l = VisionPretrainer.slotObjectLabels(rendered(scene), size, MEAN, STD);
+            for (Scene.Colour c : Scene.Colour.values()) {
+                List<Scene.SceneObject> mine = scene.withColour(c);
+                slots++;
+                countsRight += l[2 * c.ordinal()] == mine.size() ? 1 : 0;
+                List<Scene.Shape> largest = mine.stream().map(Scene.SceneObject::shape).distinct().toList();
+                if (mine.isEmpty()) {
+                    assertEquals(0, l[2 * c.ordinal() + 1], "no " + c.word + " shape, picture " + picture);
+                } else if (largest.size() == 1) {
+                    shapesNamed++;
+                    shapesRight += l[2 * c.ordinal() + 1] == 1 + largest.get(0).ordinal() ? 1 : 0;
+                }
+            }
+        }
+        assertTrue(shapesNamed > 200, "largest shapes checked: " + shapesNamed);
+        assertTrue(countsRight >= 0.99 * slots, "counts right " + countsRight + " of " + slots);
+        assertTrue(shapesRight >= 0.98 * shapesNamed, "shapes right " + shapesRight + " of " + shapesNamed);
+    }
+
+    /**
      * Pictures of a 16-pixel model: on grey, one to three 4-pixel squares, each of a distinct palette
      * colour, at distinct places on the 4 x 4 grid of patches.
      */
@@ -250,6 +300,15 @@ class VisionPretrainerTest {
                 STD, o, null);
         assertEquals(r.losses(), again.losses(), "same seed, same losses");
         assertEquals(r.slotAccuracy(), again.slotAccuracy());
+        // with counts, each slot also names how many squares of its colour (0 or 1 here) and their shape
+        long countAbsent = images.stream().mapToLong(px -> Arrays.stream(VisionPretrainer.slotTargets(px, 16, MEAN, STD, true))
+                .filter(v -> v == 0).count()).sum();
+        double allAbsentCounts = countAbsent / (double) (images.size() * 5 * VisionPretrainer.SLOTS);
+        VisionPretrainer.Result counted = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN,
+                STD, new VisionPretrainer.Options(600, 16, 1e-2, 5, 1, false, true, true), null);
+        assertTrue(counted.slotAccuracy() > allAbsentCounts + 0.5 * (1 - allAbsentCounts),
+                "slot accuracy with counts " + counted.slotAccuracy() + ", all-absent " + allAbsentCounts);
+        assertThrows(IllegalArgumentException.class, () -> new VisionPretrainer.Options(10, 16, 1e-2, 5, 1, false, false, true));
         VisionPretrainer.Result plain = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN,
                 STD, new VisionPretrainer.Options(20, 16, 1e-2, 5), null);
         assertTrue(Double.isNaN(plain.slotAccuracy()), "no slots, no slot accuracy");
