@@ -33,6 +33,7 @@ import org.qvlm4j.train.ExampleEncoder;
 import org.qvlm4j.train.LossPlot;
 import org.qvlm4j.train.ModelShape;
 import org.qvlm4j.train.QcmExampleEncoder;
+import org.qvlm4j.train.CopyAttention;
 import org.qvlm4j.train.SlotAttention;
 import org.qvlm4j.train.TrainableLlava;
 import org.qvlm4j.train.Trainer;
@@ -189,6 +190,21 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--slot-attention-head", defaultValue = "0", paramLabel = "H", description = "Query head of that layer "
             + "(default: ${DEFAULT-VALUE}).")
     int slotAttentionHead;
+
+    @Option(names = "--copy-attention-weight", defaultValue = "0", paramLabel = "W", description = "Also teach one "
+            + "attention head to find the number an answer copies from the prompt: where the answer writes a number "
+            + "after an item whose one prompt fact states it (\"cup 4\" after \"The cup is 4 degrees.\"), that head's "
+            + "attention is trained, by cross-entropy times W, onto the number in the prompt. Default: ${DEFAULT-VALUE} (off).")
+    double copyAttentionWeight;
+
+    @Option(names = "--copy-attention-layer", defaultValue = "1", paramLabel = "L", description = "Decoder layer of the head "
+            + "--copy-attention-weight teaches (default: ${DEFAULT-VALUE}, the second: a key must already hold the "
+            + "words before its number).")
+    int copyAttentionLayer;
+
+    @Option(names = "--copy-attention-head", defaultValue = "0", paramLabel = "H", description = "Query head of that layer "
+            + "(default: ${DEFAULT-VALUE}).")
+    int copyAttentionHead;
 
     @Option(names = "--vision-pretrain-word-head", description = "In the perception stage, name each patch's colour "
             + "through the language model's own input embeddings of the colour words (trained with it), so that a feature "
@@ -353,6 +369,20 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--slot-attention-layer " + slotAttentionLayer + " / --slot-attention-head "
                     + slotAttentionHead + ": expected a layer below " + layersOf + " and a head below " + headsOf);
         }
+        if (copyAttentionWeight < 0 || !Double.isFinite(copyAttentionWeight)) {
+            throw new IllegalArgumentException("--copy-attention-weight: expected a finite weight >= 0, got " + copyAttentionWeight);
+        }
+        SlotAttention.Settings copyAttention = copyAttentionWeight == 0 ? null
+                : new SlotAttention.Settings(copyAttentionLayer, copyAttentionHead, copyAttentionWeight);
+        if (copyAttention != null && (copyAttentionLayer >= layersOf || copyAttentionHead >= headsOf)) {
+            throw new IllegalArgumentException("--copy-attention-layer " + copyAttentionLayer + " / --copy-attention-head "
+                    + copyAttentionHead + ": expected a layer below " + layersOf + " and a head below " + headsOf);
+        }
+        if (copyAttention != null && slotAttention != null && copyAttentionLayer == slotAttentionLayer
+                && copyAttentionHead == slotAttentionHead) {
+            throw new IllegalArgumentException("--copy-attention-layer " + copyAttentionLayer + " / --copy-attention-head "
+                    + copyAttentionHead + ": expected another head than the slot attention's");
+        }
         VisionPretrainer.Options pretrainOptions = visionPretrainSteps == 0 ? null : new VisionPretrainer.Options(
                 visionPretrainSteps, visionPretrainBatch, visionPretrainLr, seed ^ PRETRAIN_SEED_SALT, visionPretrainGrid,
                 visionPretrainPlaces, visionPretrainSlots, visionPretrainCounts);
@@ -441,6 +471,18 @@ public final class TrainCommand implements Callable<Integer> {
                 }
                 err.printf(Locale.ROOT, "train: %,d slot attention targets in %,d examples%n", positions, annotated);
             }
+            if (copyAttention != null) {
+                CopyAttention targets = new CopyAttention(tok);
+                long positions = 0;
+                int annotated = 0;
+                for (int i = 0; i < examples.size(); i++) {
+                    TrainingExample ex = targets.annotate(examples.get(i));
+                    examples.set(i, ex);
+                    positions += ex.copyTargets();
+                    annotated += ex.copyTargets() > 0 ? 1 : 0;
+                }
+                err.printf(Locale.ROOT, "train: %,d copy attention targets in %,d examples%n", positions, annotated);
+            }
             err.printf(Locale.ROOT, "train: encoded %d problems in %.1f s%n", examples.size(), (System.nanoTime() - t0) / 1e9);
         }
         long tokens = 0;
@@ -459,7 +501,8 @@ public final class TrainCommand implements Callable<Integer> {
         if (freezeVision) {
             model = model.freezing(name -> name.startsWith(VISION_TOWER_PREFIX));
         }
-        Trainer trainer = new Trainer(model, examples, options, ckptDir).superviseAttention(slotAttention);
+        Trainer trainer = new Trainer(model, examples, options, ckptDir).superviseAttention(slotAttention)
+                .superviseCopy(copyAttention);
         err.printf(Locale.ROOT, "train: %d examples (%d with an image), %.1f tokens on average, longest %d; %,d parameters; "
                         + "%d steps (%d per epoch) of %d examples on %d workers%n", examples.size(), withImage,
                 (double) tokens / examples.size(), maxLen, model.parameterCount(), trainer.totalSteps(),
@@ -474,6 +517,9 @@ public final class TrainCommand implements Callable<Integer> {
                             p.examplesPerSecond(), duration(p.elapsedSeconds()), duration(p.etaSeconds()));
                     if (!Double.isNaN(p.attentionLoss())) {
                         err.printf(Locale.ROOT, "  slot attention loss %.4f%n", p.attentionLoss());
+                    }
+                    if (!Double.isNaN(p.copyAttentionLoss())) {
+                        err.printf(Locale.ROOT, "  copy attention loss %.4f%n", p.copyAttentionLoss());
                     }
                     err.flush();
                 }
@@ -556,6 +602,12 @@ public final class TrainCommand implements Callable<Integer> {
             a.put("weight", slotAttentionWeight);
             a.put("layer", slotAttentionLayer);
             a.put("head", slotAttentionHead);
+        }
+        if (copyAttentionWeight > 0) {
+            ObjectNode a = m.putObject("copy_attention");
+            a.put("weight", copyAttentionWeight);
+            a.put("layer", copyAttentionLayer);
+            a.put("head", copyAttentionHead);
         }
         m.put("data", data.toAbsolutePath().normalize().toString());
         m.put("split", split);

@@ -504,7 +504,7 @@ public final class TrainableLlava {
      * The hook sees the packed tensors.
      */
     public Tensor logits(Tape tape, List<int[]> sequences, List<float[]> images, Hook hook) {
-        return logits(tape, sequences, images, hook, null);
+        return logits(tape, sequences, images, hook, List.of());
     }
 
     /** What {@link #logits} collects for a supervised attention head: its targets in, its loss out. */
@@ -520,7 +520,7 @@ public final class TrainableLlava {
         }
     }
 
-    private Tensor logits(Tape tape, List<int[]> sequences, List<float[]> images, Hook hook, AttentionProbe probe) {
+    private Tensor logits(Tape tape, List<int[]> sequences, List<float[]> images, Hook hook, List<AttentionProbe> probes) {
         int n = sequences.size();
         if (n == 0 || images.size() != n) {
             throw new IllegalArgumentException("packed forward: expected one image entry (or null) per sequence and at least one "
@@ -579,8 +579,10 @@ public final class TrainableLlava {
             String r = "llm.layers." + i + ".";
             h = hook.residual(tape, r + "in", h);
             Tensor x = Ops.rmsNorm(tape, h, p(l + "input_layernorm.weight"), eps);
-            if (probe != null && probe.settings.layer() == i) {
-                probe.loss = attentionLoss(tape, x, l, bounds, probe);
+            for (AttentionProbe probe : probes) {
+                if (probe.settings.layer() == i) {
+                    probe.loss = attentionLoss(tape, x, l, bounds, probe);
+                }
             }
             Tensor q = rope(tape, lin(tape, hook, x, l, r, "self_attn.q_proj"), heads, t.ropeTheta(), bounds);
             Tensor k = rope(tape, lin(tape, hook, x, l, r, "self_attn.k_proj"), kvHeads, t.ropeTheta(), bounds);
@@ -713,14 +715,14 @@ public final class TrainableLlava {
         if (pack.size() == 1) {
             return loss(tape, pack.get(0));
         }
-        return packedLoss(tape, pack, null)[0];
+        return packedLoss(tape, pack, List.of())[0];
     }
 
     /**
      * The packed forward's {next-token loss, attention loss (null without a probe)}: the pack's
      * sequences in one forward, each example's shifted targets in its rows.
      */
-    private Tensor[] packedLoss(Tape tape, List<TrainingExample> pack, AttentionProbe probe) {
+    private Tensor[] packedLoss(Tape tape, List<TrainingExample> pack, List<AttentionProbe> probes) {
         List<int[]> ids = new ArrayList<>(pack.size());
         List<float[]> images = new ArrayList<>(pack.size());
         int total = 0;
@@ -735,8 +737,8 @@ public final class TrainableLlava {
             System.arraycopy(ex.shiftedTargets(), 0, targets, o, ex.length());
             o += ex.length();
         }
-        Tensor logits = logits(tape, ids, images, Hook.NONE, probe); // (sum T, V)
-        return new Tensor[] {Ops.crossEntropy(tape, logits, targets), probe == null ? null : probe.loss};
+        Tensor logits = logits(tape, ids, images, Hook.NONE, probes); // (sum T, V)
+        return new Tensor[] {Ops.crossEntropy(tape, logits, targets)};
     }
 
     /**
@@ -754,35 +756,67 @@ public final class TrainableLlava {
      * attention loss (null without targets)}.
      */
     public Tensor[] lossParts(Tape tape, List<TrainingExample> pack, SlotAttention.Settings attention) {
+        return Arrays.copyOf(lossParts(tape, pack, attention, null), 3);
+    }
+
+    /**
+     * The next-token loss plus, for each lesson given whose targets the pack has, its weight times the
+     * mean over its targets of -log of the attention weight its head puts on the target key: the slot
+     * lesson on {@link TrainingExample#attend}, the copy lesson on {@link TrainingExample#copy}.
+     * Returns {total, next-token loss, slot attention loss, copy attention loss} (a lesson's loss null
+     * when not given or without targets). Without any, this is exactly {@link #loss(Tape, List)}.
+     */
+    public Tensor[] lossParts(Tape tape, List<TrainingExample> pack, SlotAttention.Settings slot,
+                              SlotAttention.Settings copy) {
         int total = 0;
-        boolean any = false;
+        boolean anySlot = false;
+        boolean anyCopy = false;
         for (TrainingExample ex : pack) {
             total += ex.length();
-            any |= ex.attentionTargets() > 0;
+            anySlot |= ex.attentionTargets() > 0;
+            anyCopy |= ex.copyTargets() > 0;
         }
-        if (attention == null || !any) {
+        AttentionProbe slotProbe = slot != null && anySlot ? probe(pack, slot, total, TrainingExample::attend) : null;
+        AttentionProbe copyProbe = copy != null && anyCopy ? probe(pack, copy, total, TrainingExample::copy) : null;
+        if (slotProbe == null && copyProbe == null) {
             Tensor l = loss(tape, pack);
-            return new Tensor[] {l, l, null};
+            return new Tensor[] {l, l, null, null};
         }
-        if (attention.layer() >= config.textConfig().numHiddenLayers()) {
-            throw new IllegalArgumentException("slot attention: layer " + attention.layer() + " does not exist, the model has "
+        List<AttentionProbe> probes = new ArrayList<>(2);
+        if (slotProbe != null) {
+            probes.add(slotProbe);
+        }
+        if (copyProbe != null) {
+            probes.add(copyProbe);
+        }
+        Tensor next = packedLoss(tape, pack, probes)[0];
+        Tensor sum = next;
+        for (AttentionProbe p : probes) {
+            if (p.loss != null) {
+                sum = Ops.add(tape, sum, Ops.scale(tape, p.loss, (float) p.settings.weight()));
+            }
+        }
+        return new Tensor[] {sum, next, slotProbe == null ? null : slotProbe.loss, copyProbe == null ? null : copyProbe.loss};
+    }
+
+    private AttentionProbe probe(List<TrainingExample> pack, SlotAttention.Settings settings, int total,
+                                 java.util.function.Function<TrainingExample, int[]> of) {
+        if (settings.layer() >= config.textConfig().numHiddenLayers()) {
+            throw new IllegalArgumentException("supervised attention: layer " + settings.layer() + " does not exist, the model has "
                     + config.textConfig().numHiddenLayers() + " decoder layers");
         }
-        int[] attend = new int[total];
+        int[] targets = new int[total];
         int o = 0;
         for (TrainingExample ex : pack) {
-            if (ex.attend() != null) {
-                System.arraycopy(ex.attend(), 0, attend, o, ex.length());
+            int[] t = of.apply(ex);
+            if (t != null) {
+                System.arraycopy(t, 0, targets, o, ex.length());
             } else {
-                Arrays.fill(attend, o, o + ex.length(), TrainingExample.NO_TARGET);
+                Arrays.fill(targets, o, o + ex.length(), TrainingExample.NO_TARGET);
             }
             o += ex.length();
         }
-        AttentionProbe probe = new AttentionProbe(attention, attend);
-        Tensor[] parts = packedLoss(tape, pack, probe);
-        Tensor next = parts[0];
-        Tensor sum = Ops.add(tape, next, Ops.scale(tape, probe.loss, (float) attention.weight()));
-        return new Tensor[] {sum, next, probe.loss};
+        return new AttentionProbe(settings, targets);
     }
 
     // ---------------------------------------------------------------- save

@@ -134,8 +134,16 @@ public final class Trainer {
     /** One optimizer step as reported to the listener. */
     public record Progress(int step, int totalSteps, int epoch, double loss, double lr, double gradNorm,
                            double tokensPerSecond, double examplesPerSecond, double elapsedSeconds, double etaSeconds,
-                           double attentionLoss) {
-        /** Progress of a step without attention targets (attention loss NaN). */
+                           double attentionLoss, double copyAttentionLoss) {
+        /** Progress with a slot attention loss only (copy attention loss NaN). */
+        public Progress(int step, int totalSteps, int epoch, double loss, double lr, double gradNorm,
+                        double tokensPerSecond, double examplesPerSecond, double elapsedSeconds, double etaSeconds,
+                        double attentionLoss) {
+            this(step, totalSteps, epoch, loss, lr, gradNorm, tokensPerSecond, examplesPerSecond, elapsedSeconds, etaSeconds,
+                    attentionLoss, Double.NaN);
+        }
+
+        /** Progress of a step without attention targets (attention losses NaN). */
         public Progress(int step, int totalSteps, int epoch, double loss, double lr, double gradNorm,
                         double tokensPerSecond, double examplesPerSecond, double elapsedSeconds, double etaSeconds) {
             this(step, totalSteps, epoch, loss, lr, gradNorm, tokensPerSecond, examplesPerSecond, elapsedSeconds, etaSeconds,
@@ -180,6 +188,7 @@ public final class Trainer {
     private final int stepsPerEpoch;
     private final int totalSteps;
     private SlotAttention.Settings attention;
+    private SlotAttention.Settings copy;
 
     /**
      * @param checkpointDir where checkpoints go (created if needed), or null for none
@@ -309,7 +318,7 @@ public final class Trainer {
                 if (listener != null) {
                     listener.onStep(new Progress(step + 1, totalSteps, epoch + 1, loss, lr, norm,
                             tokensThisRun / runSeconds, examplesThisRun / runSeconds, elapsedBefore + runSeconds, eta,
-                            parts[1]));
+                            parts[1], parts[2]));
                 }
                 boolean last = step + 1 == end;
                 boolean periodic = options.checkpointEvery() > 0 && (step + 1) % options.checkpointEvery() == 0;
@@ -348,6 +357,8 @@ public final class Trainer {
         double loss = 0;
         double attentionSum = 0;
         int attentionPacks = 0;
+        double copySum = 0;
+        int copyPacks = 0;
         int W = replicas.length;
         for (int r = 0; r < packs.size(); r += W) {
             int n = Math.min(W, packs.size() - r);
@@ -363,9 +374,9 @@ public final class Trainer {
                 TrainableLlava rep = replicas[w];
                 float weight = weights[w];
                 if (pool == null) {
-                    futures.add(java.util.concurrent.CompletableFuture.completedFuture(packGradient(rep, pack, weight, attention)));
+                    futures.add(java.util.concurrent.CompletableFuture.completedFuture(packGradient(rep, pack, weight, attention, copy)));
                 } else {
-                    futures.add(pool.submit(() -> packGradient(rep, pack, weight, attention)));
+                    futures.add(pool.submit(() -> packGradient(rep, pack, weight, attention, copy)));
                 }
             }
             for (int w = 0; w < n; w++) {
@@ -375,25 +386,34 @@ public final class Trainer {
                     attentionSum += l[1];
                     attentionPacks++;
                 }
+                if (!Float.isNaN(l[2])) {
+                    copySum += l[2];
+                    copyPacks++;
+                }
                 addGradients(replicas[w]);
             }
         }
-        return new double[] {loss, attentionPacks == 0 ? Double.NaN : attentionSum / attentionPacks};
+        return new double[] {loss, attentionPacks == 0 ? Double.NaN : attentionSum / attentionPacks,
+                copyPacks == 0 ? Double.NaN : copySum / copyPacks};
     }
 
-    /** {loss, attention loss or NaN} of one pack, its gradient times weight left in the replica's parameters. */
+    /**
+     * {loss, slot attention loss or NaN, copy attention loss or NaN} of one pack, its gradient times
+     * weight left in the replica's parameters.
+     */
     private static float[] packGradient(TrainableLlava replica, List<TrainingExample> pack, float weight,
-                                        SlotAttention.Settings attention) {
+                                        SlotAttention.Settings attention, SlotAttention.Settings copy) {
         for (Tensor p : replica.parameters().values()) {
             p.zeroGrad();
         }
         Tape tape = new Tape();
-        Tensor[] parts = replica.lossParts(tape, pack, attention);
+        Tensor[] parts = replica.lossParts(tape, pack, attention, copy);
         Tensor l = parts[0];
         if (l.requiresGrad()) {
             tape.backward(l, new float[] {weight});
         }
-        return new float[] {l.item(), parts[2] == null ? Float.NaN : parts[2].item()};
+        return new float[] {l.item(), parts[2] == null ? Float.NaN : parts[2].item(),
+                parts[3] == null ? Float.NaN : parts[3].item()};
     }
 
     /**
@@ -403,6 +423,15 @@ public final class Trainer {
      */
     public Trainer superviseAttention(SlotAttention.Settings settings) {
         this.attention = settings;
+        return this;
+    }
+
+    /**
+     * Also teach a head the copies the examples' {@link TrainingExample#copy} targets name ({@link
+     * CopyAttention}); null (the default) leaves them out. Returns this trainer.
+     */
+    public Trainer superviseCopy(SlotAttention.Settings settings) {
+        this.copy = settings;
         return this;
     }
 

@@ -15,8 +15,10 @@ import org.qvlm4j.tensor.Ops;
  * @param attend   (T) per position the key position one supervised attention head is taught to read
  *                 from it, or {@link #NO_TARGET}; null when the example has no such targets
  *                 (see {@link SlotAttention})
+ * @param copy     (T) as attend, for the head taught to read a copied number where the prompt states it
+ *                 (see {@link CopyAttention}); null when none
  */
-public record TrainingExample(float[] pixels, int[] inputIds, int[] labels, int[] attend) {
+public record TrainingExample(float[] pixels, int[] inputIds, int[] labels, int[] attend, int[] copy) {
     /** An {@link #attend} entry without a target. */
     public static final int NO_TARGET = -1;
 
@@ -25,35 +27,60 @@ public record TrainingExample(float[] pixels, int[] inputIds, int[] labels, int[
             throw new IllegalArgumentException("training example: expected non-empty input ids and labels of equal length, got "
                     + (inputIds == null ? "null" : inputIds.length) + " and " + (labels == null ? "null" : labels.length));
         }
-        if (attend != null) {
-            if (attend.length != inputIds.length) {
-                throw new IllegalArgumentException("training example: expected one attention target per input id ("
-                        + inputIds.length + "), got " + attend.length);
-            }
-            for (int t = 0; t < attend.length; t++) {
-                if (attend[t] != NO_TARGET && (attend[t] < 0 || attend[t] > t)) {
-                    throw new IllegalArgumentException("training example: attention target of position " + t
-                            + " must be a key position in [0, " + t + "] or " + NO_TARGET + ", got " + attend[t]);
-                }
+        checkTargets(attend, inputIds.length);
+        checkTargets(copy, inputIds.length);
+    }
+
+    private static void checkTargets(int[] targets, int length) {
+        if (targets == null) {
+            return;
+        }
+        if (targets.length != length) {
+            throw new IllegalArgumentException("training example: expected one attention target per input id ("
+                    + length + "), got " + targets.length);
+        }
+        for (int t = 0; t < targets.length; t++) {
+            if (targets[t] != NO_TARGET && (targets[t] < 0 || targets[t] > t)) {
+                throw new IllegalArgumentException("training example: attention target of position " + t
+                        + " must be a key position in [0, " + t + "] or " + NO_TARGET + ", got " + targets[t]);
             }
         }
     }
 
+    /** An example with slot attention targets only. */
+    public TrainingExample(float[] pixels, int[] inputIds, int[] labels, int[] attend) {
+        this(pixels, inputIds, labels, attend, null);
+    }
+
     /** An example without attention targets. */
     public TrainingExample(float[] pixels, int[] inputIds, int[] labels) {
-        this(pixels, inputIds, labels, null);
+        this(pixels, inputIds, labels, null, null);
     }
 
-    /** This example with the given attention targets (null: none). */
+    /** This example with the given slot attention targets (null: none). */
     public TrainingExample withAttend(int[] targets) {
-        return new TrainingExample(pixels, inputIds, labels, targets);
+        return new TrainingExample(pixels, inputIds, labels, targets, copy);
     }
 
-    /** Number of positions with an attention target. */
+    /** This example with the given copy attention targets (null: none). */
+    public TrainingExample withCopy(int[] targets) {
+        return new TrainingExample(pixels, inputIds, labels, attend, targets);
+    }
+
+    /** Number of positions with a slot attention target. */
     public int attentionTargets() {
+        return count(attend);
+    }
+
+    /** Number of positions with a copy attention target. */
+    public int copyTargets() {
+        return count(copy);
+    }
+
+    private static int count(int[] targets) {
         int n = 0;
-        if (attend != null) {
-            for (int a : attend) {
+        if (targets != null) {
+            for (int a : targets) {
                 n += a != NO_TARGET ? 1 : 0;
             }
         }
@@ -87,7 +114,7 @@ public record TrainingExample(float[] pixels, int[] inputIds, int[] labels, int[
     @Override
     public boolean equals(Object o) {
         return o instanceof TrainingExample e && Arrays.equals(pixels, e.pixels) && Arrays.equals(inputIds, e.inputIds)
-                && Arrays.equals(labels, e.labels) && Arrays.equals(attend, e.attend);
+                && Arrays.equals(labels, e.labels) && Arrays.equals(attend, e.attend) && Arrays.equals(copy, e.copy);
     }
 
     @Override
@@ -98,6 +125,7 @@ public record TrainingExample(float[] pixels, int[] inputIds, int[] labels, int[
     @Override
     public String toString() {
         return "TrainingExample[T=" + inputIds.length + ", image=" + (pixels != null) + ", supervised=" + supervisedTokens()
-                + (attend != null ? ", attention targets=" + attentionTargets() : "") + "]";
+                + (attend != null ? ", attention targets=" + attentionTargets() : "")
+                + (copy != null ? ", copy targets=" + copyTargets() : "") + "]";
     }
 }
