@@ -460,28 +460,11 @@ public final class TrainCommand implements Callable<Integer> {
                 err.printf(Locale.ROOT, "train: added %d lookup drills%n", drilled);
             }
             if (slotAttention != null) {
-                SlotAttention targets = new SlotAttention(tok, cfg.imageTokenIndex(), visionPretrainCounts);
-                long positions = 0;
-                int annotated = 0;
-                for (int i = 0; i < examples.size(); i++) {
-                    TrainingExample ex = targets.annotate(examples.get(i));
-                    examples.set(i, ex);
-                    positions += ex.attentionTargets();
-                    annotated += ex.attentionTargets() > 0 ? 1 : 0;
-                }
-                err.printf(Locale.ROOT, "train: %,d slot attention targets in %,d examples%n", positions, annotated);
+                annotate(examples, new SlotAttention(tok, cfg.imageTokenIndex(), visionPretrainCounts)::annotate,
+                        TrainingExample::attentionTargets, "slot", err);
             }
             if (copyAttention != null) {
-                CopyAttention targets = new CopyAttention(tok);
-                long positions = 0;
-                int annotated = 0;
-                for (int i = 0; i < examples.size(); i++) {
-                    TrainingExample ex = targets.annotate(examples.get(i));
-                    examples.set(i, ex);
-                    positions += ex.copyTargets();
-                    annotated += ex.copyTargets() > 0 ? 1 : 0;
-                }
-                err.printf(Locale.ROOT, "train: %,d copy attention targets in %,d examples%n", positions, annotated);
+                annotate(examples, new CopyAttention(tok)::annotate, TrainingExample::copyTargets, "copy", err);
             }
             err.printf(Locale.ROOT, "train: encoded %d problems in %.1f s%n", examples.size(), (System.nanoTime() - t0) / 1e9);
         }
@@ -687,5 +670,19 @@ public final class TrainCommand implements Callable<Integer> {
     private static String duration(double seconds) {
         long s = Math.round(seconds);
         return String.format(Locale.ROOT, "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60);
+    }
+
+    /** Replaces each example by its annotated version and reports the lesson's targets. */
+    private static void annotate(List<TrainingExample> examples, java.util.function.UnaryOperator<TrainingExample> lesson,
+                                 java.util.function.ToIntFunction<TrainingExample> targets, String what, PrintWriter err) {
+        long positions = 0;
+        int annotated = 0;
+        for (int i = 0; i < examples.size(); i++) {
+            TrainingExample ex = lesson.apply(examples.get(i));
+            examples.set(i, ex);
+            positions += targets.applyAsInt(ex);
+            annotated += targets.applyAsInt(ex) > 0 ? 1 : 0;
+        }
+        err.printf(Locale.ROOT, "train: %,d %s attention targets in %,d examples%n", positions, what, annotated);
     }
 }

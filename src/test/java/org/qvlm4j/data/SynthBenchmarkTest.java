@@ -484,18 +484,34 @@ class SynthBenchmarkTest {
     private record MapPair(Sample steps, Sample other, String template, String direction, int keep) {
     }
 
-    private static List<MapPair> mapPairs(SynthBenchmark.Solutions style) {
-        SynthBenchmark st = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.STEPS);
-        SynthBenchmark other = new SynthBenchmark(SEED, SIZE, style);
-        List<MapPair> maps = new ArrayList<>();
-        for (int i = 0; i < N; i++) {
-            Sample a = st.sample("train", i, Integer.toString(i + 1));
-            Sample b = other.sample("train", i, Integer.toString(i + 1));
+    /**
+     * The first n train samples drawn with two solution styles, after checking that every problem
+     * (scene, question, choices, answer, hint) is the same in both.
+     */
+    private static List<Sample[]> samePairs(SynthBenchmark.Solutions first, SynthBenchmark.Solutions second, int n) {
+        SynthBenchmark x = new SynthBenchmark(SEED, SIZE, first);
+        SynthBenchmark y = new SynthBenchmark(SEED, SIZE, second);
+        List<Sample[]> pairs = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            Sample a = x.sample("train", i, Integer.toString(i + 1));
+            Sample b = y.sample("train", i, Integer.toString(i + 1));
             assertEquals(a.scene(), b.scene());
             ScienceQaProblem pa = a.problem();
             ScienceQaProblem pb = b.problem();
             assertEquals(pa.question() + pa.choices() + pa.answer() + pa.hint(),
                     pb.question() + pb.choices() + pb.answer() + pb.hint());
+            pairs.add(new Sample[] {a, b});
+        }
+        return pairs;
+    }
+
+    private static List<MapPair> mapPairs(SynthBenchmark.Solutions style) {
+        List<MapPair> maps = new ArrayList<>();
+        for (Sample[] pair : samePairs(SynthBenchmark.Solutions.STEPS, style, N)) {
+            Sample a = pair[0];
+            Sample b = pair[1];
+            ScienceQaProblem pa = a.problem();
+            ScienceQaProblem pb = b.problem();
             String t = a.template().replaceAll("\\.(easy|hard)$", "");
             if (t.equals("soc.image.map") || t.equals("soc.both.map")) {
                 maps.add(new MapPair(a, b, t, pb.question().replaceAll(".*farthest (\\w+)\\?", "$1"),
@@ -631,21 +647,16 @@ class SynthBenchmarkTest {
      */
     @Test
     void countsSolutionsNameEachColoursCountAndShapeFromTheScene() {
-        SynthBenchmark coordinates = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.COORDINATES);
-        SynthBenchmark counts = new SynthBenchmark(SEED, SIZE, SynthBenchmark.Solutions.COUNTS);
         java.util.Set<String> families = java.util.Set.of("nat.image.more", "nat.image.not", "nat.image.shape",
                 "lan.image.phrase", "nat.both.magnets");
         java.util.regex.Pattern read = java.util.regex.Pattern.compile(
                 "\\b(red|blue|green|yellow|purple|orange) (\\d|(?:circle|square|triangle|diamond|cross)(?:e?s)?)\\.");
         Map<String, Integer> checked = new java.util.TreeMap<>();
-        for (int i = 0; i < 3 * N; i++) {
-            Sample a = coordinates.sample("train", i, Integer.toString(i + 1));
-            Sample b = counts.sample("train", i, Integer.toString(i + 1));
-            assertEquals(a.scene(), b.scene());
+        for (Sample[] pair : samePairs(SynthBenchmark.Solutions.COORDINATES, SynthBenchmark.Solutions.COUNTS, 3 * N)) {
+            Sample a = pair[0];
+            Sample b = pair[1];
             ScienceQaProblem pa = a.problem();
             ScienceQaProblem pb = b.problem();
-            assertEquals(pa.question() + pa.choices() + pa.answer() + pa.hint(),
-                    pb.question() + pb.choices() + pb.answer() + pb.hint());
             String t = a.template().replaceAll("\\.(easy|hard)$", "");
             if (!families.contains(t)) {
                 assertEquals(pa.solution(), pb.solution(), t);
