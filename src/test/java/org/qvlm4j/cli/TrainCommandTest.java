@@ -312,6 +312,19 @@ class TrainCommandTest {
                 "--slot-attention-weight", "1", "--slot-attention-layer", "9", "--seed", "3");
         assertEquals(TrainCommand.EXIT_BAD_INPUT, noLayer.code);
         assertTrue(noLayer.err.contains("--slot-attention-layer 9 / --slot-attention-head 0: expected a layer below"), noLayer.err);
+        Result negativeCopy = run(args(badGrid, "--copy-attention-weight", "-1"));
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, negativeCopy.code);
+        assertTrue(negativeCopy.err.contains("--copy-attention-weight: expected a finite weight >= 0, got -1.0"),
+                negativeCopy.err);
+        Result noCopyLayer = run("--data", data.toString(), "--out", badGrid.toString(), "--init", worded.toString(),
+                "--copy-attention-weight", "1", "--copy-attention-layer", "9", "--seed", "3");
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, noCopyLayer.code);
+        assertTrue(noCopyLayer.err.contains("--copy-attention-layer 9 / --copy-attention-head 0: expected a layer below"),
+                noCopyLayer.err);
+        Result sameHead = run("--data", data.toString(), "--out", badGrid.toString(), "--init", worded.toString(),
+                "--slot-attention-weight", "1", "--copy-attention-weight", "1", "--copy-attention-layer", "0", "--seed", "3");
+        assertEquals(TrainCommand.EXIT_BAD_INPUT, sameHead.code);
+        assertTrue(sameHead.err.contains("expected another head than the slot attention's"), sameHead.err);
         assertFalse(Files.exists(badGrid), "refused before anything is written");
         Path attended = shared.resolve("slot-attention");
         // this test's tokenizer holds only the words of its prompts, not the numbers a slot names
