@@ -557,7 +557,14 @@ public final class TrainCommand implements Callable<Integer> {
         m.put("counts", o.counts());
         if (o.slots()) {
             m.put("slot_accuracy", r.slotAccuracy());
-            err.printf(Locale.ROOT, "pretrain: slot labels named right %.4f%n", r.slotAccuracy());
+            ObjectNode perHead = m.putObject("slot_head_accuracy");
+            StringBuilder heads = new StringBuilder();
+            for (int h = 0; h < r.slotHeadAccuracy().length; h++) {
+                String name = VisionPretrainer.SLOT_HEADS.get(h);
+                perHead.put(name, r.slotHeadAccuracy()[h]);
+                heads.append(h == 0 ? "" : ", ").append(String.format(Locale.ROOT, "%s %.4f", name, r.slotHeadAccuracy()[h]));
+            }
+            err.printf(Locale.ROOT, "pretrain: slot labels named right %.4f (%s)%n", r.slotAccuracy(), heads);
         }
         m.put("word_head", colourTokens != null);
         m.put("images", images.size());

@@ -130,11 +130,15 @@ public final class VisionPretrainer {
 
     /**
      * The per-step losses, the wall time and, with slots, the fraction of slot labels (kind, row and
-     * column of every slot) the heads name right over the last {@value #SLOT_CHECK_IMAGES} images
-     * (NaN without slots).
+     * column of every slot, with counts also count and shape) the heads name right over the last
+     * {@value #SLOT_CHECK_IMAGES} images (NaN without slots), and that fraction per head in the order
+     * {@link #SLOT_HEADS} names them (empty without slots).
      */
-    public record Result(List<Double> losses, double seconds, double slotAccuracy) {
+    public record Result(List<Double> losses, double seconds, double slotAccuracy, double[] slotHeadAccuracy) {
     }
+
+    /** The slot heads in label order: the first three always, count and shape with counts. */
+    public static final List<String> SLOT_HEADS = List.of("kind", "row", "column", "count", "shape");
 
     /** Images the slot accuracy of {@link Result} is measured on: the last of the list. */
     public static final int SLOT_CHECK_IMAGES = 256;
@@ -553,7 +557,7 @@ public final class VisionPretrainer {
                     labelled[i] = slotTargets(images.get(i), size, mean, std, o.counts()));
             slotTargets = labelled;
             int[] classes = {SLOT_KINDS, SLOT_CELLS + 1, SLOT_CELLS + 1, SLOT_MAX_COUNT + 1, SLOT_SHAPES};
-            String[] names = {"kind", "row", "column", "count", "shape"};
+            String[] names = SLOT_HEADS.toArray(String[]::new);
             slotW = new Tensor[heads];
             slotB = new Tensor[heads];
             for (int h = 0; h < heads; h++) {
@@ -644,9 +648,12 @@ public final class VisionPretrainer {
             }
         }
         double slotAccuracy = Double.NaN;
+        double[] headAccuracy = new double[0];
         if (slotTargets != null) {
             int right = 0;
             int total = 0;
+            int[] headRight = new int[heads];
+            int[] headTotal = new int[heads];
             for (int from = Math.max(0, n - SLOT_CHECK_IMAGES); from < n; from += o.batch()) {
                 int to = Math.min(n, from + o.batch());
                 Tensor features = model.imageFeatures(new Tape(), images.subList(from, to), TrainableLlava.Hook.NONE);
@@ -663,15 +670,22 @@ public final class VisionPretrainer {
                                     best = j;
                                 }
                             }
-                            right += best == slotTargets[i][heads * k + h] ? 1 : 0;
+                            int hit = best == slotTargets[i][heads * k + h] ? 1 : 0;
+                            right += hit;
                             total++;
+                            headRight[h] += hit;
+                            headTotal[h]++;
                         }
                     }
                 }
             }
             slotAccuracy = right / (double) total;
+            headAccuracy = new double[heads];
+            for (int h = 0; h < heads; h++) {
+                headAccuracy[h] = headRight[h] / (double) headTotal[h];
+            }
         }
-        return new Result(List.copyOf(losses), (System.nanoTime() - t0) / 1e9, slotAccuracy);
+        return new Result(List.copyOf(losses), (System.nanoTime() - t0) / 1e9, slotAccuracy, headAccuracy);
     }
 
     private static void shuffle(int[] order, SplittableRandom rng) {

@@ -308,6 +308,10 @@ class VisionPretrainerTest {
                 STD, new VisionPretrainer.Options(600, 16, 1e-2, 5, 1, false, true, true), null);
         assertTrue(counted.slotAccuracy() > allAbsentCounts + 0.5 * (1 - allAbsentCounts),
                 "slot accuracy with counts " + counted.slotAccuracy() + ", all-absent " + allAbsentCounts);
+        // every head names one label per slot, so the overall fraction is the mean of the heads'
+        assertEquals(5, counted.slotHeadAccuracy().length);
+        assertEquals(Arrays.stream(counted.slotHeadAccuracy()).average().orElseThrow(), counted.slotAccuracy(), 1e-12);
+        assertEquals(3, r.slotHeadAccuracy().length);
         assertThrows(IllegalArgumentException.class, () -> new VisionPretrainer.Options(10, 16, 1e-2, 5, 1, false, false, true));
         VisionPretrainer.Result plain = VisionPretrainer.run(TrainableLlava.initialize(cfg, TinyModels.PAD, 1), images, MEAN,
                 STD, new VisionPretrainer.Options(20, 16, 1e-2, 5), null);
