@@ -84,16 +84,15 @@ public final class CopyAttention {
                 continue;
             }
             int target = TrainingExample.NO_TARGET;
-            for (int c = t; c > t - CUES && c >= start && target == TrainingExample.NO_TARGET; c--) {
+            for (int c = t; c > t - CUES && c >= start; c--) {
                 if (isNumber(ids[c])) {
                     continue;
                 }
                 int fact = soleFact(ids, start, ids[c]);
                 if (fact >= 0) {
+                    // the nearest item with a fact decides: its number, or none when it states another
                     target = ids[fact] == next ? fact : TrainingExample.NO_TARGET;
-                    if (ids[fact] != next) {
-                        break; // the item's own number is another: the answer does not copy it here
-                    }
+                    break;
                 }
             }
             if (target != TrainingExample.NO_TARGET) {
